@@ -1,0 +1,96 @@
+"""Named retrieval systems from short specs, as the CLI and config files write them.
+
+``bm25`` | ``dense`` | ``dense:PATH`` (another encoder) | ``hybrid`` (= ``hybrid:rrf``) |
+``hybrid:weighted``. A hybrid fuses BM25 with the first dense system of the list (the default
+encoder when the list has none), so ``--system bm25 --system dense:my-model --system hybrid``
+compares the fused model with its parts. Each product text is encoded once per encoder.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from shopsearch.data.errors import ShopsearchError
+from shopsearch.retrieval.base import Retriever
+
+
+@dataclass(frozen=True)
+class SystemSpec:
+    """One parsed ``--system`` value."""
+
+    kind: Literal["bm25", "dense", "hybrid"]
+    model: str | None = None  # dense: encoder path or name
+    fusion: Literal["rrf", "weighted"] = "rrf"  # hybrid
+
+    @property
+    def name(self) -> str:
+        if self.kind == "dense" and self.model:
+            return f"dense:{Path(self.model).name or self.model}"
+        if self.kind == "hybrid" and self.fusion != "rrf":
+            return f"hybrid:{self.fusion}"
+        return self.kind
+
+
+def parse_system(spec: str) -> SystemSpec:
+    kind, _, arg = spec.strip().partition(":")
+    kind = kind.lower()
+    if kind == "bm25" and not arg:
+        return SystemSpec("bm25")
+    if kind == "dense":
+        return SystemSpec("dense", model=arg or None)
+    if kind == "hybrid" and arg in ("", "rrf", "weighted"):
+        return SystemSpec("hybrid", fusion="weighted" if arg == "weighted" else "rrf")
+    raise ShopsearchError(f"unknown system {spec!r}; use bm25, dense, dense:MODEL_PATH, hybrid or hybrid:weighted")
+
+
+def build_systems(
+    specs: Sequence[str | SystemSpec],
+    product_ids: np.ndarray,
+    texts: Sequence[str],
+    *,
+    index_spec: object | None = None,
+    bm25_params: dict | None = None,
+    batch_size: int = 64,
+    show_progress: bool = True,
+) -> dict[str, Retriever]:
+    """Build every named system in memory over the given product texts (ids aligned with texts)."""
+    from shopsearch.retrieval.bm25 import BM25Retriever
+    from shopsearch.retrieval.dense import DenseRetriever
+    from shopsearch.retrieval.encoder import SentenceEncoder
+    from shopsearch.retrieval.faiss_index import IndexSpec
+    from shopsearch.retrieval.fusion import HybridRetriever
+
+    parsed = [s if isinstance(s, SystemSpec) else parse_system(s) for s in specs]
+    spec = index_spec if index_spec is not None else IndexSpec()
+    bm25: Retriever | None = None
+    dense_by_model: dict[str | None, Retriever] = {}
+
+    def get_bm25() -> Retriever:
+        nonlocal bm25
+        if bm25 is None:
+            bm25 = BM25Retriever(product_ids, texts, **(bm25_params or {}))
+        return bm25
+
+    def get_dense(model: str | None) -> Retriever:
+        if model not in dense_by_model:
+            encoder = SentenceEncoder(model, batch_size=batch_size)
+            dense_by_model[model] = DenseRetriever.build(encoder, product_ids, texts, spec, show_progress=show_progress)
+        return dense_by_model[model]
+
+    first_dense_model = next((s.model for s in parsed if s.kind == "dense"), None)
+    systems: dict[str, Retriever] = {}
+    for s in parsed:
+        if s.name in systems:
+            raise ShopsearchError(f"system {s.name!r} given twice")
+        if s.kind == "bm25":
+            systems[s.name] = get_bm25()
+        elif s.kind == "dense":
+            systems[s.name] = get_dense(s.model)
+        else:
+            systems[s.name] = HybridRetriever([get_bm25(), get_dense(first_dense_model)], method=s.fusion)
+    return systems
