@@ -174,7 +174,7 @@ def custom_scheme(labels: Mapping[str, int], relevant_min: int | None = None, ga
 
 
 def _frame(df: pd.DataFrame, columns: tuple[str, ...], defaults: Mapping[str, Callable[[int], Any]]) -> pd.DataFrame:
-    df = df.copy()
+    df = df.reset_index(drop=True)  # new default columns below are built on a 0..n index
     for col in columns:
         if col not in df.columns:
             df[col] = defaults[col](len(df)) if col in defaults else pd.Series([None] * len(df), dtype=object)
