@@ -149,7 +149,9 @@ def _tiers(traffic: np.ndarray) -> np.ndarray:
     """Frequency tiers as the evaluation defines them: cumulative traffic share, once-only = 1."""
     order = np.sort(traffic)[::-1]
     share_before = np.array([order[order > t].sum() for t in traffic]) / traffic.sum()
-    tiers = np.array(["HEAD", "TORSO HIGH", "TORSO LOW", "TAIL"])[np.searchsorted([0.25, 0.5, 0.75], share_before, "right")]
+    tiers = np.array(["HEAD", "TORSO HIGH", "TORSO LOW", "TAIL"])[
+        np.searchsorted([0.25, 0.5, 0.75], share_before, "right")
+    ]
     return np.where(traffic <= 1, "ONCE ONLY", tiers)
 
 
@@ -178,7 +180,9 @@ def test_zipf_traffic_unit():
 def test_exact_substitute_complement_follow_the_rules(default_shop):
     shop = default_shop
     j = _judged(shop)
-    for qid, pid, grade in j.sample(6000, random_state=0)[["query_id", "product_id", "grade"]].itertuples(index=False):
+    for qid, pid, grade in j.sample(6000, random_state=0)[["query_id", "product_id", "grade"]].itertuples(
+        index=False
+    ):
         intent, f = shop.intents[qid], shop.facets[pid]
         subs, comps = intent.related_types()
         if grade == 3:  # right type, every stated attribute matches, no negation violated
@@ -200,7 +204,9 @@ def test_exact_substitute_complement_follow_the_rules(default_shop):
 
 def test_vectorised_grades_agree_with_the_scalar_reference(tiny):
     j = _judged(tiny)
-    assert [tiny.grade(q, p) for q, p in zip(j["query_id"], j["product_id"], strict=True)] == j["grade"].tolist()
+    assert [tiny.grade(q, p) for q, p in zip(j["query_id"], j["product_id"], strict=True)] == j[
+        "grade"
+    ].tolist()
     # and on unjudged pairs: the candidate sets are exactly the products the oracle grades > 0
     index = FacetIndex(list(tiny.facets.values()))
     ids = list(tiny.facets)
@@ -226,7 +232,11 @@ def test_negation_queries_exclude_and_their_exacts_respect_it(default_shop):
         exact = [default_shop.facets[p] for p in graded.loc[graded["grade"] == 3, "product_id"]]
         assert exact and all(f.get(a) != v for f in exact for a, v in intent.exclude)
         # products that violate the negation are never Exact
-        violating = [p for p in graded["product_id"] if any(default_shop.facets[p].get(a) == v for a, v in intent.exclude)]
+        violating = [
+            p
+            for p in graded["product_id"]
+            if any(default_shop.facets[p].get(a) == v for a, v in intent.exclude)
+        ]
         assert all(default_shop.grade(qid, p) < 3 for p in violating)
 
 
@@ -245,7 +255,7 @@ def test_knowledge_and_alternative_queries_map_to_constraints(default_shop):
     j = _judged(default_shop)
     for qid in q.index[q["query_type"] == "alternative"]:
         intent = default_shop.intents[qid]
-        (attr, brand), = intent.exclude
+        ((attr, brand),) = intent.exclude
         assert attr == "brand" and brand.lower() in default_shop.clean_text[qid]
         for pid in j.loc[(j["query_id"] == qid) & (j["grade"] == 3), "product_id"]:
             f = default_shop.facets[pid]
@@ -269,8 +279,14 @@ def test_noise_never_changes_intents():
     by_clean = {quiet.clean_text[q]: i for q, i in quiet.intents.items()}
     assert all(by_clean[loud.clean_text[q]] == loud.intents[q] for q in loud.intents)
     # and labels: the same (clean query, product) pairs get the same grade
-    quiet_grades = {(quiet.clean_text[q], p): g for q, p, g in _judged(quiet)[["query_id", "product_id", "grade"]].itertuples(index=False)}
-    loud_grades = {(loud.clean_text[q], p): g for q, p, g in _judged(loud)[["query_id", "product_id", "grade"]].itertuples(index=False)}
+    quiet_grades = {
+        (quiet.clean_text[q], p): g
+        for q, p, g in _judged(quiet)[["query_id", "product_id", "grade"]].itertuples(index=False)
+    }
+    loud_grades = {
+        (loud.clean_text[q], p): g
+        for q, p, g in _judged(loud)[["query_id", "product_id", "grade"]].itertuples(index=False)
+    }
     shared = quiet_grades.keys() & loud_grades.keys()
     assert len(shared) > 1000 and all(quiet_grades[k] == loud_grades[k] for k in shared)
 
@@ -291,7 +307,13 @@ def test_noise_operations_unit():
 def test_grade_product_examples():
     from shopsearch.data.demo import Intent
 
-    sofa = {"product_type": "sofa", "brand": "Loftly", "color": "Grey", "leg_material": "wood", "price": 500.0}
+    sofa = {
+        "product_type": "sofa",
+        "brand": "Loftly",
+        "color": "Grey",
+        "leg_material": "wood",
+        "price": 500.0,
+    }
     assert grade_product(Intent("negation", ("sofa",), exclude=(("leg_material", "wood"),)), sofa) == 2
     assert grade_product(Intent("negation", ("sofa",), exclude=(("leg_material", "metal"),)), sofa) == 3
     assert grade_product(Intent("broad", ("sofa_bed",)), sofa) == 2

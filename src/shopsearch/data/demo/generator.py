@@ -170,13 +170,16 @@ def _make_drafts(config: DemoShopConfig, maker: QueryMaker, rng: np.random.Gener
         made, tries = 0, 0
         while made < want and tries < want * 30 + 100:
             tries += 1
-            d = getattr(maker, qtype)()
+            try:
+                d = getattr(maker, qtype)()
+            except LookupError:  # this catalogue cannot support the family: specific queries stand in
+                break
             if d.text not in seen:
                 seen.add(d.text)
                 drafts.append(d)
                 made += 1
         if made < want and qtype == "specific":
-            raise RuntimeError(f"could only make {len(drafts)} distinct queries; use a bigger catalogue")
+            raise ValueError(f"could only make {len(drafts)} distinct queries; use a bigger catalogue")
         shortfall += want - made
     return drafts
 

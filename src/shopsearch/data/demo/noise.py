@@ -71,8 +71,8 @@ def _synonym_text(text: str, noun: str, noun_synonyms: Sequence[str], rng: np.ra
     if not spots:
         return None
     i = spots[int(rng.integers(len(spots)))]
-    options = WORD_SYNONYMS[words[i]]
-    return " ".join([*words[:i], options[int(rng.integers(len(options)))], *words[i + 1 :]])
+    variants = WORD_SYNONYMS[words[i]]
+    return " ".join([*words[:i], variants[int(rng.integers(len(variants)))], *words[i + 1 :]])
 
 
 def _drop_text(words: list[str], rng: np.random.Generator) -> str | None:

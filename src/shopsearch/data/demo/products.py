@@ -29,7 +29,8 @@ _CLOSERS = (
     "Rated highly by customers for value.",
     "Dispatched within one working day.",
 )
-_VERBS = ("features", "comes with", "offers", "combines")
+# (singular, plural) verb forms: "the Lumora TV offers", "the Pacer running shoes offer".
+_VERBS = (("features", "feature"), ("comes with", "come with"), ("offers", "offer"), ("combines", "combine"))
 
 
 @dataclass(frozen=True)
@@ -98,7 +99,8 @@ def _describe(t: ProductType, facets: dict[str, Any], rng: np.random.Generator) 
         form = DESCRIPTION_FORMS.get(attr, "{v}" if named else "{v} " + words)
         phrases.append(form.format(v=facets[attr]))
     listing = phrases[0] if len(phrases) == 1 else ", ".join(phrases[:-1]) + " and " + phrases[-1]
-    verb = _VERBS[int(rng.integers(len(_VERBS)))]
+    singular, plural = _VERBS[int(rng.integers(len(_VERBS)))]
+    verb = plural if t.plural == t.name.lower() else singular
     sentences = [f"The {facets['brand']} {t.display_name} {verb} {listing}."]
     if t.blurbs:
         sentences.append(t.blurbs[int(rng.integers(len(t.blurbs)))])

@@ -76,7 +76,9 @@ def _noun(t: ProductType, rng: np.random.Generator, synonym_share: float = 0.3) 
 
 def render(t: ProductType, noun: str, stated: list[tuple[str, str]], rng: np.random.Generator) -> str:
     """Constraint values around the noun in shopper word order: brand, model, adjectives, noun, phrases."""
-    head, prefix, suffix = [], [], []
+    head: list[str] = []
+    prefix: list[str] = []
+    suffix: list[str] = []
     for attr, value in stated:
         v = _query_value(attr, value, rng)
         if attr in ("brand", "model"):

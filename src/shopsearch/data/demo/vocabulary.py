@@ -136,6 +136,8 @@ DESCRIPTION_FORMS: dict[str, str] = {
     "battery": "{v} supplied",
     "cable": "{v} included",
     "shelves": "a {v} layout",
+    "seats": "{v} seating",
+    "ram": "{v} of RAM",
 }
 
 

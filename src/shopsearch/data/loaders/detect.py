@@ -69,6 +69,8 @@ def detect_format(catalog: Path | None, judgments: Path | None) -> str:
     c_cols = columns.get(Path(catalog)) if catalog is not None else None
     if j_cols is not None and j_cols >= HD_JUDGMENT_COLUMNS and (c_cols is None or c_cols == HD_PRODUCT_COLUMNS):
         return "homedepot"
+    if j_cols is None and c_cols == HD_PRODUCT_COLUMNS:  # a bare product_id,title catalogue
+        return "homedepot"
     if names & set(WANDS_FILES) or (c_cols is not None and c_cols >= WANDS_PRODUCT_COLUMNS) or (
         j_cols is not None and j_cols == WANDS_LABEL_COLUMNS
     ):

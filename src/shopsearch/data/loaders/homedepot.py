@@ -17,6 +17,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 from shopsearch.data.errors import BadRowReport, DataError, OnError
 from shopsearch.data.loaders.common import (
     build_catalog,
@@ -60,9 +62,20 @@ def load_homedepot(
     scheme = scheme or HOME_DEPOT
     if judgments is not None and kaggle_train is not None:
         raise DataError("give either a split judgments file or the Kaggle train.csv, not both")
-    if judgments is None and kaggle_train is None:
-        raise DataError("Home Depot needs a judgments file (judgments_*.csv) or the Kaggle train.csv")
+    if judgments is None and kaggle_train is None and products is None:
+        raise DataError("Home Depot needs products.csv, a judgments file (judgments_*.csv) or the Kaggle train.csv")
     sources: dict[str, Any] = {}
+    if judgments is None and kaggle_train is None:  # a catalogue alone, e.g. to build an index
+        assert products is not None
+        raw_products, p_src = read_table(products, report, encoding=encoding)
+        part = select(raw_products, p_src, PRODUCT_COLUMNS, ["product_id", "title"], "Home Depot products")
+        catalog = build_catalog(part, report)
+        require_rows(catalog, p_src, "products")
+        empty_q = pd.DataFrame({"query_id": [], "text": []})
+        empty_j = pd.DataFrame({"query_id": [], "product_id": [], "grade": [], "label": []})
+        meta = {"format": "homedepot", "layout": "catalogue-only", "sources": {"products": str(products)},
+                "locale": "us", "traffic": "absent", "vertical": "absent"}
+        return make_dataset(catalog, empty_q, empty_j, scheme, report, meta)
 
     if kaggle_train is not None:
         raw, src = read_table(kaggle_train, report, encoding=encoding or KAGGLE_ENCODING, sep=",")

@@ -1,0 +1,128 @@
+"""From a dataset and settings to a written report: the library function behind ``shopsearch eval``.
+
+Systems come from a built index directory when one is given (nothing re-encoded), otherwise they
+are built in memory over the rendered catalogue. The IDF table for the frequency proxy comes from
+the same rendered product texts, so a dataset without traffic counts still gets stated strata.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from shopsearch.config import ShopsearchConfig
+from shopsearch.data.render import ProductTextRenderer
+from shopsearch.data.schema import Dataset
+from shopsearch.eval.protocols import evaluate
+from shopsearch.eval.report import EvalReport
+from shopsearch.eval.strata import StratumConfig, default_tokenizer
+from shopsearch.retrieval.base import Retriever
+from shopsearch.retrieval.systems import build_systems, parse_system
+
+
+def term_idf(texts: Sequence[str]) -> dict[str, float]:
+    """BM25-style IDF, ``log(1 + (N - df + 0.5) / (df + 0.5))``, of every term of the product texts."""
+    df: Counter[str] = Counter()
+    for text in texts:
+        df.update(set(default_tokenizer(text)))
+    n = len(texts)
+    return {term: math.log(1.0 + (n - d + 0.5) / (d + 0.5)) for term, d in df.items()}
+
+
+def systems_from_index(specs: Sequence[str], index_dir: str | Path, texts_fallback: Sequence[str] | None = None) -> dict[str, Retriever]:
+    """Named systems served by an index directory; ``dense:MODEL`` specs other than the index's
+    own encoder are built in memory over the index's products."""
+    from shopsearch.retrieval.store import load_index
+
+    bundle = load_index(index_dir)
+    systems: dict[str, Retriever] = {}
+    extra = []
+    for raw in specs:
+        spec = parse_system(raw)
+        if spec.kind == "dense" and spec.model:
+            extra.append(spec)
+        elif spec.kind == "hybrid":
+            systems[spec.name] = bundle.retriever("hybrid", method=spec.fusion)
+        else:
+            systems[spec.name] = bundle.retriever(spec.kind)
+    if extra:
+        if texts_fallback is None:
+            raise ValueError("dense:MODEL systems need the product texts to encode")
+        systems.update(build_systems(extra, bundle.product_ids, texts_fallback))
+    return {parse_system(s).name: systems[parse_system(s).name] for s in specs}
+
+
+def run_evaluation(
+    dataset: Dataset,
+    settings: ShopsearchConfig,
+    *,
+    index_dir: str | Path | None = None,
+    show_progress: bool = True,
+) -> EvalReport:
+    """Evaluate the systems of ``settings.eval`` on ``dataset`` and write the requested reports."""
+    ev = settings.eval
+    renderer = ProductTextRenderer(fields=tuple(settings.data.text_fields))
+    texts = renderer.render(dataset.catalog)
+    if index_dir is not None:
+        systems = systems_from_index(ev.systems, index_dir, texts)
+    else:
+        systems = build_systems(
+            ev.systems,
+            dataset.catalog.ids,
+            texts,
+            index_spec=settings.index.index_spec(),
+            bm25_params={"k1": settings.index.k1, "b": settings.index.b},
+            batch_size=settings.index.batch_size,
+            show_progress=show_progress,
+        )
+    info: dict[str, Any] = {
+        "format": dataset.meta.get("format"),
+        "synthetic": dataset.synthetic,
+        "split": dataset.meta.get("split") or _split_name(dataset.meta.get("sources") or {}),
+        "catalog_size": len(dataset.catalog),
+        "queries": len(dataset.queries),
+        "judgments": len(dataset.judgments),
+        "product_text": list(renderer.fields),
+        "sources": dataset.meta.get("sources"),
+        "bad_rows": dataset.report.counts(),
+        "index": str(index_dir) if index_dir is not None else None,
+    }
+    report = evaluate(
+        systems,
+        dataset.queries,
+        dataset.judgments,
+        protocol=ev.protocol,
+        metrics=ev.metrics,
+        depth=max(ev.depth, _largest_cutoff(ev.metrics)),
+        strata=StratumConfig(proxy=ev.strata.proxy),
+        idf=term_idf(texts),
+        baseline=ev.baseline,
+        n_resamples=ev.n_resamples,
+        seed=ev.seed,
+        dataset_info=info,
+        show_progress=show_progress,
+    )
+    if ev.json_out is not None:
+        report.write_json(ev.json_out)
+    if ev.markdown_out is not None:
+        report.write_markdown(ev.markdown_out)
+    if ev.html_out is not None:
+        report.write_html(ev.html_out)
+    return report
+
+
+def _split_name(sources: dict[str, Any]) -> str | None:
+    """``dev`` from ``judgments_dev.csv``: the split is named by the judgments file."""
+    match = re.search(r"judgments_([A-Za-z0-9]+)", Path(str(sources.get("judgments", ""))).name)
+    return match.group(1) if match else None
+
+
+def _largest_cutoff(metrics: Sequence[str]) -> int:
+    cutoffs = [int(m.split("@", 1)[1]) for m in metrics if "@" in m and m.split("@", 1)[1].isdigit()]
+    return int(np.max(cutoffs)) if cutoffs else 1
