@@ -58,7 +58,7 @@ def demo(
     )
     report = run_evaluation(dataset, settings, index_dir=index_dir)
     console.print("4/4 evaluated")
-    out.print(report.to_markdown())
+    out.print(report.to_markdown(full=False), soft_wrap=True)
     console.rule()
     console.print(f"SYNTHETIC demo shop — report: [bold]{(output / 'report.html').resolve()}[/]")
     console.print(f"JSON: {output / 'report.json'}   Markdown: {output / 'report.md'}")

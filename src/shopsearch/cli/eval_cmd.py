@@ -82,7 +82,7 @@ def evaluate(
     )
     dataset = load_data(settings.data)
     report = run_evaluation(dataset, settings, index_dir=index)
-    out.print(report.to_markdown())
+    out.print(report.to_markdown(full=False), soft_wrap=True)
     for label, path in (("JSON", settings.eval.json_out), ("HTML", settings.eval.html_out), ("Markdown", settings.eval.markdown_out)):
         if path is not None:
             console.print(f"{label} report: [bold]{path}[/]")

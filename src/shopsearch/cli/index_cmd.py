@@ -57,6 +57,7 @@ def build(
         model=idx.model,
         spec=idx.index_spec(),
         bm25_params={"k1": idx.k1, "b": idx.b},
+        batch_size=idx.batch_size,
     )
     console.print(f"index written to [bold]{path}[/]")
 

@@ -91,7 +91,9 @@ def _dims(r: EvalReport) -> list[str]:
     return dims
 
 
-def render_markdown(r: EvalReport) -> str:
+def render_markdown(r: EvalReport, full: bool = True) -> str:
+    """The report as Markdown; ``full=False`` keeps the overall table, the frequency strata and the
+    overall comparisons (what a terminal can show), the files get everything."""
     keys = r.metric_keys
     out = ["# shopsearch evaluation report", ""]
     if r.synthetic:
@@ -101,7 +103,7 @@ def render_markdown(r: EvalReport) -> str:
     for name, s in r.systems.items():
         cells = [f"{_f(s['metrics'].get(k))} {_ci(s['ci'].get(k), 3)}".strip() for k in keys]
         out.append(f"| {name} | " + " | ".join(cells) + " |")
-    for dim in _dims(r):
+    for dim in _dims(r) if full else [d for d in _dims(r) if d == "frequency"]:
         out += ["", f"## By {dim}", "", "| stratum | n | system | " + " | ".join(keys) + " |",
                 "|---|---:|---|" + "---:|" * len(keys)]
         for tier, name, e in _stratum_rows(r, dim):
@@ -111,7 +113,7 @@ def render_markdown(r: EvalReport) -> str:
         out += ["", f"## Paired comparisons vs {r.baseline} (points; * p_Holm < {r.significance['alpha']}, "
                 "** < 0.01)", "", "| system | stratum | metric | n | diff | CI | p | p Holm | |",
                 "|---|---|---|---:|---:|---|---:|---:|---|"]
-        for c in r.comparisons:
+        for c in r.comparisons if full else [c for c in r.comparisons if c["stratification"] == "overall"]:
             stratum = "overall" if c["stratification"] == "overall" else f"{c['stratification']}: {c['stratum']}"
             out.append(f"| {c['system']} | {stratum} | {c['metric']} | {c['n']} | {c['diff_points']:+.2f} | "
                        f"[{c['ci_low_points']:+.2f}, {c['ci_high_points']:+.2f}] | {_f(c['p_value'])} | "

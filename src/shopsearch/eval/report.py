@@ -105,10 +105,11 @@ class EvalReport:
         atomic_write_text(path, json.dumps(self.to_dict(), indent=2, allow_nan=False) + "\n")
         return Path(path)
 
-    def to_markdown(self) -> str:
+    def to_markdown(self, full: bool = True) -> str:
+        """Markdown tables; ``full=False`` is the terminal summary (overall, frequency tiers)."""
         from shopsearch.eval.html import render_markdown
 
-        return render_markdown(self)
+        return render_markdown(self, full=full)
 
     def write_markdown(self, path: str | Path) -> Path:
         atomic_write_text(path, self.to_markdown())

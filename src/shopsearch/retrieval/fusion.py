@@ -1,0 +1,235 @@
+"""Hybrid retrieval: fuse ranked lists of several retrievers, batched and in plain numpy.
+
+Both fusions work on whole batches at once: every (query row, product) pair of all component
+lists is flattened, identical pairs are summed with ``np.bincount``, and a single ``lexsort``
+ranks every row. Ties are broken by the best rank a product reached in any list, then by
+component order, so results are deterministic.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+from shopsearch.data.errors import ShopsearchError
+from shopsearch.retrieval.base import NO_ID, NO_SCORE, Retriever, SearchResult
+
+Normalization = Literal["minmax", "zscore"]
+
+
+def candidate_positions(index: pd.Index, candidates: Sequence[str], *, who: str) -> np.ndarray:
+    """Row numbers of ``candidates`` in ``index``; unknown ids raise, naming a few of them."""
+    rows = index.get_indexer(pd.Index([str(c) for c in candidates], dtype=object))
+    if (rows < 0).any():
+        unknown = [str(c) for c, r in zip(candidates, rows, strict=True) if r < 0]
+        raise ShopsearchError(f"{len(unknown)} product id(s) not in the {who}: {unknown[:5]}")
+    return rows
+
+
+def check_product_ids(ids: np.ndarray) -> None:
+    """Refuse the empty id: it is ``NO_ID``, the padding of result rows."""
+    if (ids == NO_ID).any():
+        raise ShopsearchError(
+            f"{int((ids == NO_ID).sum())} product id(s) are empty; '' marks padding in results"
+        )
+
+
+def _weights(n_lists: int, weights: Sequence[float] | None) -> np.ndarray:
+    w = np.ones(n_lists) if weights is None else np.asarray(weights, dtype=np.float64)
+    if w.shape != (n_lists,) or not np.all(np.isfinite(w)) or (w < 0).any():
+        raise ShopsearchError(f"need one finite weight >= 0 per result list ({n_lists}), got {weights!r}")
+    return w
+
+
+def _check(results: Sequence[SearchResult], weights: Sequence[float] | None) -> np.ndarray:
+    if not results:
+        raise ShopsearchError("fusion needs at least one result list")
+    n = len(results[0])
+    if any(len(r) != n for r in results):
+        raise ShopsearchError(f"result lists cover different numbers of queries: {[len(r) for r in results]}")
+    return _weights(len(results), weights)
+
+
+def _fuse(
+    results: Sequence[SearchResult], contributions: Sequence[np.ndarray], base: np.ndarray, k: int
+) -> SearchResult:
+    """Sum per-(row, id) contributions, add a per-row ``base``, keep the k best of each row."""
+    if k < 1:
+        raise ShopsearchError(f"k must be >= 1, got {k}")
+    n_q, n_c = len(results[0]), len(results)
+    rows, ids, vals, tie = [], [], [], []
+    for c, (res, contrib) in enumerate(zip(results, contributions, strict=True)):
+        keep = res.ids != NO_ID
+        r, col = np.nonzero(keep)
+        rows.append(r)
+        ids.append(res.ids[keep])
+        vals.append(contrib[keep])
+        tie.append(col * n_c + c)  # best rank first, then earlier component
+    row = np.concatenate(rows)
+    out_ids = np.full((n_q, k), NO_ID, dtype=object)
+    out_scores = np.full((n_q, k), NO_SCORE, dtype=np.float32)
+    if len(row) == 0:
+        return SearchResult(out_ids, out_scores)
+    codes, uniques = pd.factorize(np.concatenate(ids))
+    pair, inverse = np.unique(row * len(uniques) + codes, return_inverse=True)
+    score = np.bincount(inverse, weights=np.concatenate(vals), minlength=len(pair))
+    first = np.full(len(pair), np.iinfo(np.int64).max)
+    np.minimum.at(first, inverse, np.concatenate(tie))
+    p_row, p_code = pair // len(uniques), pair % len(uniques)
+    score = score + base[p_row]
+    order = np.lexsort((first, -score, p_row))
+    p_row, p_code, score = p_row[order], p_code[order], score[order]
+    # Position of each pair within its row, to keep the first k.
+    starts = np.searchsorted(p_row, np.arange(n_q))
+    rank = np.arange(len(p_row)) - starts[p_row]
+    keep = rank < k
+    out_ids[p_row[keep], rank[keep]] = np.asarray(uniques, dtype=object)[p_code[keep]]
+    out_scores[p_row[keep], rank[keep]] = score[keep]
+    return SearchResult(out_ids, out_scores)
+
+
+def reciprocal_rank_fusion(
+    results: Sequence[SearchResult], k: int, rrf_k: int = 60, weights: Sequence[float] | None = None
+) -> SearchResult:
+    """RRF: ``score(d) = sum_i w_i / (rrf_k + rank_i(d))`` with 1-based ranks; padding is skipped."""
+    w = _check(results, weights)
+    contributions = []
+    for wi, res in zip(w, results, strict=True):
+        ranks = np.arange(1, res.ids.shape[1] + 1, dtype=np.float64)
+        contributions.append(np.broadcast_to(wi / (rrf_k + ranks), res.ids.shape))
+    return _fuse(results, contributions, np.zeros(len(results[0])), k)
+
+
+def normalize_scores(
+    scores: np.ndarray, valid: np.ndarray, method: Normalization
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-row normalised scores over the ``valid`` entries, and each row's floor.
+
+    The floor (0 for min-max, the row's lowest z-score for z-score) is what a product missing from
+    that list is credited with, so being absent never beats being ranked last.
+    Min-max maps a row whose valid scores are all equal to 1.
+    """
+    s = np.where(valid, scores.astype(np.float64), 0.0)
+    count = valid.sum(axis=1, keepdims=True)
+    safe_count = np.maximum(count, 1)  # all-padding rows end up all zero below
+    if method == "minmax":
+        lo = np.where(valid, s, np.inf).min(axis=1, keepdims=True)
+        hi = np.where(valid, s, -np.inf).max(axis=1, keepdims=True)
+        span = np.where(count > 0, hi - lo, 0.0)
+        norm = np.where(span > 0, (s - np.where(count > 0, lo, 0.0)) / np.where(span > 0, span, 1.0), 1.0)
+        floor = np.zeros(len(s))
+    elif method == "zscore":
+        mean = s.sum(axis=1, keepdims=True) / safe_count
+        std = np.sqrt((np.where(valid, s - mean, 0.0) ** 2).sum(axis=1, keepdims=True) / safe_count)
+        norm = np.where(std > 0, (s - mean) / np.where(std > 0, std, 1.0), 0.0)
+        floor = np.where(valid, norm, np.inf).min(axis=1)
+    else:
+        raise ShopsearchError(f"unknown normalization {method!r}; use minmax or zscore")
+    norm = np.where(valid, norm, 0.0)
+    floor = np.where(count[:, 0] > 0, floor, 0.0)
+    return norm, floor
+
+
+def weighted_score_fusion(
+    results: Sequence[SearchResult],
+    k: int,
+    weights: Sequence[float] | None = None,
+    normalization: Normalization = "minmax",
+) -> SearchResult:
+    """``score(d) = sum_i w_i * norm_i(d)``, scores normalised per query row and list (see
+    :func:`normalize_scores`); a product missing from list i gets that list's floor."""
+    w = _check(results, weights)
+    contributions, base = [], np.zeros(len(results[0]))
+    for wi, res in zip(w, results, strict=True):
+        norm, floor = normalize_scores(res.scores, res.ids != NO_ID, normalization)
+        contributions.append(wi * (norm - floor[:, None]))
+        base += wi * floor
+    return _fuse(results, contributions, base, k)
+
+
+def _average_ranks_desc(x: np.ndarray) -> np.ndarray:
+    """1-based ranks of ``x`` in descending order, ties sharing their average rank."""
+    from scipy.stats import rankdata
+
+    return rankdata(-np.asarray(x, dtype=np.float64), method="average") if len(x) else np.zeros(0)
+
+
+class HybridRetriever:
+    """Fuses component retrievers (typically BM25 + dense), each searched to ``depth``.
+
+    ``rrf`` needs no tuning and is robust to incomparable score scales; ``weighted`` uses
+    per-query normalised scores (``normalization``) and ``weights`` (default: equal).
+    """
+
+    name = "hybrid"
+
+    def __init__(
+        self,
+        retrievers: Sequence[Retriever],
+        *,
+        method: Literal["rrf", "weighted"] = "rrf",
+        rrf_k: int = 60,
+        weights: Sequence[float] | None = None,
+        depth: int = 100,
+        normalization: Normalization = "minmax",
+    ) -> None:
+        if not retrievers:
+            raise ShopsearchError("a hybrid retriever needs at least one component")
+        if method not in ("rrf", "weighted"):
+            raise ShopsearchError(f"unknown fusion method {method!r}; use rrf or weighted")
+        if normalization not in ("minmax", "zscore"):
+            raise ShopsearchError(f"unknown normalization {normalization!r}; use minmax or zscore")
+        if depth < 1 or rrf_k < 0:
+            raise ShopsearchError(f"need depth >= 1 and rrf_k >= 0, got depth={depth}, rrf_k={rrf_k}")
+        self.retrievers = list(retrievers)
+        self.method = method
+        self.rrf_k = rrf_k
+        self.weights = (
+            None if weights is None else [float(x) for x in _weights(len(self.retrievers), weights)]
+        )
+        self.depth = depth
+        self.normalization = normalization
+
+    def describe(self) -> dict[str, object]:
+        return {
+            "components": [r.name for r in self.retrievers],
+            "method": self.method,
+            "rrf_k": self.rrf_k,
+            "weights": self.weights,
+            "depth": self.depth,
+            "normalization": self.normalization,
+        }
+
+    def search(self, queries: Sequence[str], k: int) -> SearchResult:
+        depth = max(self.depth, k)
+        results = [r.search(queries, depth) for r in self.retrievers]
+        if self.method == "rrf":
+            return reciprocal_rank_fusion(results, k, self.rrf_k, self.weights)
+        return weighted_score_fusion(results, k, self.weights, self.normalization)
+
+    def score_candidates(
+        self, queries: Sequence[str], candidates: Sequence[Sequence[str]]
+    ) -> list[np.ndarray]:
+        """Fused score of each listed product: RRF over the ranks *within the candidate list*
+        (ties share their average rank), or the weighted sum of scores normalised over the list."""
+        parts = []
+        for r in self.retrievers:
+            if not hasattr(r, "score_candidates"):
+                raise ShopsearchError(f"component {r.name!r} cannot score candidate lists")
+            parts.append(r.score_candidates(queries, candidates))
+        w = _weights(len(parts), self.weights)
+        out = []
+        for i, cands in enumerate(candidates):
+            total = np.zeros(len(cands))
+            for wi, comp in zip(w, parts, strict=True):
+                s = np.asarray(comp[i], dtype=np.float64)
+                if self.method == "rrf":
+                    total += wi / (self.rrf_k + _average_ranks_desc(s))
+                elif len(s):
+                    norm, _ = normalize_scores(s[None, :], np.ones((1, len(s)), bool), self.normalization)
+                    total += wi * norm[0]
+            out.append(total.astype(np.float32))
+        return out
