@@ -24,15 +24,15 @@ import numpy as np
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from shopsearch.artifacts import atomic_write_text  # noqa: E402
-from shopsearch.data import load_dataset  # noqa: E402
-from shopsearch.data.render import ProductTextRenderer  # noqa: E402
-from shopsearch.eval.pipeline import term_idf  # noqa: E402
-from shopsearch.eval.protocols import evaluate  # noqa: E402
-from shopsearch.retrieval.bm25 import BM25Retriever  # noqa: E402
-from shopsearch.retrieval.dense import DenseRetriever  # noqa: E402
-from shopsearch.retrieval.encoder import SentenceEncoder  # noqa: E402
-from shopsearch.retrieval.fusion import HybridRetriever  # noqa: E402
+from shopsearch.artifacts import atomic_write_text
+from shopsearch.data import load_dataset
+from shopsearch.data.render import ProductTextRenderer
+from shopsearch.eval.pipeline import term_idf
+from shopsearch.eval.protocols import evaluate
+from shopsearch.retrieval.bm25 import BM25Retriever
+from shopsearch.retrieval.dense import DenseRetriever
+from shopsearch.retrieval.encoder import SentenceEncoder
+from shopsearch.retrieval.fusion import HybridRetriever
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_DATA = HERE.parent.parent / "shared" / "data" / "home-depot"
@@ -62,7 +62,8 @@ def latency_ms(retriever, queries: list[str], k: int, batch: int) -> dict[str, f
 
 def ranx_check(report, judgments) -> dict[str, dict[str, float]]:
     """Overall NDCG@10 / Recall@100 / MRR@10 of each system's run, recomputed with ranx."""
-    from ranx import Qrels, Run, evaluate as ranx_evaluate
+    from ranx import Qrels, Run
+    from ranx import evaluate as ranx_evaluate
 
     scheme = judgments.scheme
     qrels_graded = judgments.qrels()

@@ -35,7 +35,7 @@ def test_manifest_detects_corruption_and_wrong_kind(tmp_path):
     (tmp_path / "x.bin").unlink()
     with pytest.raises(ArtifactError, match="missing"):
         read_manifest(tmp_path, "index")
-    with pytest.raises(ArtifactError, match="no manifest.json"):
+    with pytest.raises(ArtifactError, match=r"no manifest\.json"):
         read_manifest(tmp_path / "nowhere")
 
 

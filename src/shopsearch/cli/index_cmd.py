@@ -7,7 +7,16 @@ from typing import Annotated
 
 import typer
 
-from shopsearch.cli.common import CatalogOpt, ConfigOpt, FormatOpt, OnErrorOpt, TextFieldOpt, console, data_flags, load_data
+from shopsearch.cli.common import (
+    CatalogOpt,
+    ConfigOpt,
+    FormatOpt,
+    OnErrorOpt,
+    TextFieldOpt,
+    console,
+    data_flags,
+    load_data,
+)
 from shopsearch.config import merge_settings
 
 app = typer.Typer(help="Build and inspect search indexes.", no_args_is_help=True)
