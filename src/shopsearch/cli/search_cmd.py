@@ -36,7 +36,7 @@ def search(
         if as_json:
             for rank, (pid, score) in enumerate(zip(ids, scores, strict=True), 1):
                 title = str(products.at[pid, "title"]) if pid in products.index else ""
-                out.print_json(json.dumps({"query": text, "rank": rank, "product_id": pid, "score": score, "title": title}))
+                typer.echo(json.dumps({"query": text, "rank": rank, "product_id": pid, "score": score, "title": title}))
             return
         table = Table(title=f"{mode}: {text!r}", show_lines=False)
         for col in ("#", "score", "product", "title"):
