@@ -98,7 +98,11 @@ class IndexSettings(_Settings):
 class StrataSettings(_Settings):
     """Query-frequency tiers by cumulative traffic share (HEAD first); proxies when no traffic."""
 
-    proxy: Literal["length", "idf"] = "idf"
+    shares: tuple[float, float, float] = Field(
+        (0.25, 0.25, 0.25), description="traffic shares of HEAD, TORSO HIGH, TORSO LOW; TAIL takes the rest"
+    )
+    once_max: float = Field(1.0, description="traffic at or below this is ONCE ONLY")
+    proxy: Literal["auto", "length", "idf"] = Field("idf", description="frequency proxy when there are no counts")
 
 
 class EvalSettings(_Settings):

@@ -79,3 +79,20 @@ def test_vertical_and_query_type_strata():
     assert list(frame.columns) == ["frequency", "vertical"]  # query_type holds no value: not a stratum
     assert frame.loc["b", "vertical"] == "UNKNOWN"
     assert set(methods) == {"frequency", "vertical"}
+
+
+def test_proxy_ties_share_a_tier_and_a_block_of_max_values_goes_to_tail():
+    import pandas as pd
+
+    from shopsearch.data.schema import Queries
+    from shopsearch.eval.strata import StratumConfig, assign_frequency_strata
+
+    # 40% of the queries hold a term the table never saw (all at the max IDF): they are the rarest.
+    texts = [f"common{i % 3}" for i in range(60)] + ["unseenword"] * 40
+    idf = {"common0": 1.0, "common1": 1.5, "common2": 2.0}
+    queries = Queries(pd.DataFrame({"query_id": [f"q{i}" for i in range(100)], "text": texts}))
+    tiers, method = assign_frequency_strata(queries, StratumConfig(proxy="idf"), idf=idf)
+    assert set(tiers[60:]) == {"TAIL"}
+    for value in ("common0", "common1", "common2", "unseenword"):  # equal values, one tier
+        assert len(set(tiers[[t == value for t in texts]])) == 1
+    assert "PROXY" in method["description"] and method["method"] == "proxy:idf"

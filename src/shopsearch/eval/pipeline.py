@@ -100,7 +100,7 @@ def run_evaluation(
         protocol=ev.protocol,
         metrics=ev.metrics,
         depth=max(ev.depth, _largest_cutoff(ev.metrics)),
-        strata=StratumConfig(proxy=ev.strata.proxy),
+        strata=StratumConfig(shares=ev.strata.shares, once_max=ev.strata.once_max, proxy=ev.strata.proxy),
         idf=term_idf(texts),
         baseline=ev.baseline,
         n_resamples=ev.n_resamples,

@@ -21,6 +21,7 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
+from scipy.stats import rankdata
 
 from shopsearch.data.schema import Queries
 
@@ -138,24 +139,34 @@ def _proxy_tiers(
         what = "query length in words (more words = rarer)"
     else:
         assert idf is not None
-        unseen = float(max(idf.values()))
+        # a term the catalogue never uses is rarer than any it does: just above the table's max
+        unseen = float(max(idf.values())) + 1e-6
         value = np.array([max((idf.get(w, unseen) for w in t), default=np.nan) for t in tokens], dtype=np.float64)
-        what = f"IDF of the query's rarest term (higher = rarer; terms absent from the table get the max, {unseen:.3f})"
+        what = f"IDF of the query's rarest term (higher = rarer; terms absent from the table rank above the max, {unseen:.3f})"
     known = ~np.isnan(value)
     cuts = config.cuts
-    thresholds = np.quantile(value[known], cuts) if known.any() else np.full(3, np.nan)
-    idx = np.searchsorted(thresholds, value, side="left")  # value <= first cut -> HEAD
+    # Place each query by the mid-rank percentile of its proxy value, so equal values share a tier
+    # and a large block of ties (e.g. every query with a term the catalogue never uses, all at the
+    # max IDF) lands where its middle falls instead of collapsing the upper tiers into one.
+    pct = np.full(len(value), np.nan)
+    if known.any():
+        pct[known] = (rankdata(value[known], method="average") - 0.5) / known.sum()
+    idx = np.searchsorted(cuts, np.where(known, pct, 0.0), side="right")
     tiers = np.array(TIERS[:4], dtype=object)[np.minimum(idx, 3)]
     tiers = np.where(known, tiers, UNKNOWN).astype(object)
+    ranges = {
+        t: (float(value[known & (tiers == t)].min()), float(value[known & (tiers == t)].max()))
+        for t in TIERS[:4] if (known & (tiers == t)).any()
+    }
     method = {
         "method": f"proxy:{proxy}",
         "description": (
-            f"no traffic counts in this dataset: frequency tiers are a PROXY, quantiles of {what}; "
-            + ", ".join(f"{n} <= {th:.3g}" for n, th in zip(TIERS[:3], thresholds, strict=True))
-            + f", TAIL > {thresholds[-1]:.3g} (query shares {', '.join(f'{s:.0%}' for s in config.shares)});"
-            " no ONCE ONLY tier"
+            f"no traffic counts in this dataset: frequency tiers are a PROXY, by the mid-rank percentile of {what} "
+            f"(query shares {', '.join(f'{s:.0%}' for s in config.shares)}, rest TAIL; equal values share a tier); "
+            + ", ".join(f"{t} {lo:.3g}..{hi:.3g}" for t, (lo, hi) in ranges.items())
+            + "; no ONCE ONLY tier"
         ),
-        "thresholds": {"share_cuts": [float(c) for c in cuts], "proxy_cuts": [float(x) for x in thresholds]},
+        "thresholds": {"share_cuts": [float(c) for c in cuts], "proxy_ranges": {t: list(r) for t, r in ranges.items()}},
         "unknown_traffic": len(df),
     }
     return tiers, method
