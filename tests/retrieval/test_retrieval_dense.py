@@ -144,3 +144,29 @@ def test_inconsistent_inputs_are_refused(encoder, dense):
     with pytest.raises(ShopsearchError, match="FAISS index holds"):
         other = DenseRetriever(encoder, dense.product_ids[:5], dense.vectors[:5])
         DenseRetriever(encoder, dense.product_ids, dense.vectors, index=other.index)
+
+
+def test_query_vectors_are_cached_and_identical():
+    import numpy as np
+
+    from shopsearch.retrieval.dense import DenseRetriever
+
+    class CountingEncoder:
+        model_id, dimension, normalize = "counting", 4, True
+
+        def __init__(self) -> None:
+            self.calls: list[list[str]] = []
+
+        def encode(self, texts, *, is_query=False, show_progress=False):
+            self.calls.append(list(texts))
+            return np.array([[len(t), 1.0, 0.0, float(t.count("a"))] for t in texts], dtype=np.float32)
+
+    enc = CountingEncoder()
+    vecs = np.eye(4, dtype=np.float32)
+    retriever = DenseRetriever(enc, ["a", "b", "c", "d"], vecs, query_cache_size=2)
+    first = retriever.encode_queries(["tv", "sofa", "tv"])
+    assert enc.calls == [["tv", "sofa"]]  # duplicates encoded once
+    again = retriever.encode_queries(["sofa", "lamp"])
+    assert enc.calls[-1] == ["lamp"] and np.array_equal(again[0], first[1])
+    retriever.encode_queries(["tv"])  # evicted by the size-2 LRU: encoded again
+    assert enc.calls[-1] == ["tv"]

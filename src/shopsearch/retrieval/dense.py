@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
 
@@ -44,6 +46,7 @@ class DenseRetriever:
         vectors: np.ndarray,
         spec: IndexSpec = IndexSpec(),
         index: faiss.Index | None = None,
+        query_cache_size: int = 10_000,
     ) -> None:
         ids = np.asarray(product_ids, dtype=object)
         if vectors.ndim != 2 or vectors.shape[0] != len(ids):
@@ -69,6 +72,11 @@ class DenseRetriever:
             )
         self.index = index
         self._positions = pd.Index(ids)
+        # Query vectors are cached (LRU): evaluation asks for the same queries in search() and
+        # score_candidates(), a hybrid asks again, and shoppers repeat head queries.
+        self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._cache_size = query_cache_size
+        self._cache_lock = threading.Lock()
 
     def _prepared(self, vectors: np.ndarray) -> np.ndarray:
         if vectors.dtype != np.float32:
@@ -103,7 +111,31 @@ class DenseRetriever:
         return int(self.vectors.shape[1])
 
     def encode_queries(self, queries: Sequence[str]) -> np.ndarray:
-        return self.encoder.encode(queries, is_query=True)
+        """Query vectors, from the LRU cache where possible; one encoder call for the rest."""
+        texts = [str(q) for q in queries]
+        out = np.empty((len(texts), self.encoder.dimension), dtype=np.float32)
+        with self._cache_lock:
+            missing = []
+            for i, t in enumerate(texts):
+                vec = self._cache.get(t)
+                if vec is None:
+                    missing.append(i)
+                else:
+                    self._cache.move_to_end(t)
+                    out[i] = vec
+        if missing:
+            unique = list(dict.fromkeys(texts[i] for i in missing))
+            encoded = dict(zip(unique, self.encoder.encode(unique, is_query=True), strict=True))
+            for i in missing:
+                out[i] = encoded[texts[i]]
+            if self._cache_size > 0:
+                with self._cache_lock:
+                    for t, vec in encoded.items():
+                        self._cache[t] = vec
+                        self._cache.move_to_end(t)
+                    while len(self._cache) > self._cache_size:
+                        self._cache.popitem(last=False)
+        return out
 
     def search(self, queries: Sequence[str], k: int) -> SearchResult:
         """Top-k products per query by cosine similarity, best first."""

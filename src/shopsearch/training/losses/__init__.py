@@ -1,0 +1,35 @@
+"""Training losses for the two-stage dual encoder (Flipkart 2026, arXiv 2606.01504) and its ablations.
+
+Stage 1: :class:`MaskedInfoNCELoss`; stage 2: :class:`RoarLoss`; baselines: :class:`InfoNCELoss`,
+:class:`BradleyTerryLoss`, :class:`ListMLELoss`. The pure tensor functions live in
+:mod:`shopsearch.training.losses.functional` (no sentence-transformers import). The classes are
+imported lazily, since their modules import sentence-transformers.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from shopsearch.training.losses.bradley_terry import BradleyTerryLoss
+    from shopsearch.training.losses.infonce import InfoNCELoss
+    from shopsearch.training.losses.listmle import ListMLELoss
+    from shopsearch.training.losses.masked_infonce import MaskedInfoNCELoss
+    from shopsearch.training.losses.roar import RoarLoss
+
+_LAZY = {
+    "MaskedInfoNCELoss": "masked_infonce",
+    "RoarLoss": "roar",
+    "InfoNCELoss": "infonce",
+    "BradleyTerryLoss": "bradley_terry",
+    "ListMLELoss": "listmle",
+}
+
+__all__ = ["BradleyTerryLoss", "InfoNCELoss", "ListMLELoss", "MaskedInfoNCELoss", "RoarLoss"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,224 @@
+"""Shared plumbing of the loss modules: embedding the input columns, gathering across processes,
+and the stage-2 composition ``L = contrast_weight * L_contrast + beta * L_ranking``.
+
+The loss classes follow sentence-transformers conventions (``forward(sentence_features, labels)``,
+``compute_loss_from_embeddings``, ``get_config_dict``, ``citation``) so they run inside
+``SentenceTransformerTrainer`` and under ``MatryoshkaLoss``: embeddings are obtained by calling the
+model (``embed_columns``), which is exactly what ``MatryoshkaLoss``'s forward decorator intercepts
+to serve truncated, re-normalised embeddings.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+import torch
+import torch.nn.functional as F
+from sentence_transformers.base.losses.merged_forward import embed_columns
+from sentence_transformers.util import all_gather, all_gather_with_grad, get_rank
+from torch import Tensor, nn
+
+from shopsearch.training.losses import functional as LF
+
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
+
+FLIPKART_CITATION = """
+@misc{flipkart2026semanticretrieval,
+      title={Semantic retrieval for product search},
+      author={{Flipkart}},
+      note={two-stage Siamese dual encoder: masked InfoNCE, then ROAR},
+      year={2026},
+      eprint={2606.01504},
+      archivePrefix={arXiv},
+      url={https://arxiv.org/abs/2606.01504},
+}
+"""
+
+
+def embed(model: nn.Module | None, sentence_features: Iterable[dict[str, Tensor]]) -> list[Tensor]:
+    """One (B, d) embedding tensor per input column, the doc columns sharing one merged forward.
+
+    Normalisation happens in ``compute_loss_from_embeddings`` (cosine similarity throughout), so a
+    caller passing its own embeddings gets the same loss. A loss built with ``model=None`` only
+    serves ``compute_loss_from_embeddings``.
+    """
+    if model is None:
+        raise ValueError("this loss was built without a model; call compute_loss_from_embeddings instead")
+    return embed_columns(model, sentence_features)
+
+
+def pair_batch(embeddings: list[Tensor], gather: bool) -> tuple[Tensor, Tensor, Tensor]:
+    """(anchor, positive, negative_1..n) columns -> ``(q, candidates, positive_index)``.
+
+    ``candidates`` = all positives of the (global) batch, then all first negatives, then all second
+    negatives, ... (the MultipleNegativesRankingLoss order), so query i's positive is column
+    ``offset + i``. With ``gather`` (and torch.distributed initialised) the candidates of every
+    process are all-gathered with gradients and ``offset = rank * B``; without an initialised
+    process group gathering is a no-op.
+    """
+    if len(embeddings) < 2:
+        raise ValueError(
+            f"expected (anchor, positive[, negatives...]) columns, got {len(embeddings)} column(s)"
+        )
+    q, docs = embeddings[0], embeddings[1:]
+    offset = 0
+    if gather:
+        docs = [all_gather_with_grad(d) for d in docs]
+        offset = get_rank() * q.size(0)
+    positive_index = torch.arange(offset, offset + q.size(0), device=q.device)
+    return q, torch.cat(docs, dim=0), positive_index
+
+
+def graded_batch(q: Tensor, docs: Tensor, grades: Tensor, gather: bool) -> tuple[Tensor, Tensor, Tensor]:
+    """(query, doc_1..doc_G) with (B, G) grades -> ``(candidates, group_index, grades)``.
+
+    Padded slots (grade < 0) are dropped from the candidates entirely: they enter neither the
+    softmax nor the contrast. ``candidates`` (M, d) are the present docs of the (global) batch in
+    row-major order; ``group_index`` (B, G) maps each local slot to its candidate column (-1 =
+    padding). With ``gather``, docs (with grad) and grades (without) are all-gathered first.
+    """
+    b, g, d = docs.shape
+    if grades.shape != (b, g):
+        raise ValueError(
+            f"labels must be (batch, {g}) grades for {g} document columns, got {tuple(grades.shape)}"
+        )
+    offset = 0
+    if gather:
+        docs = all_gather_with_grad(docs)
+        grades = all_gather(grades.contiguous())
+        offset = get_rank() * b
+    present = grades >= 0
+    flat_present = present.flatten()
+    candidates = docs.reshape(-1, d)[flat_present]
+    column = torch.cumsum(flat_present.long(), dim=0) - 1
+    column = torch.where(flat_present, column, torch.full_like(column, -1)).view(present.shape)
+    return candidates, column[offset : offset + b], grades[offset : offset + b]
+
+
+def top_grade_positives(
+    group_index: Tensor, grades: Tensor, min_positive_grade: float | None = None
+) -> tuple[Tensor, Tensor]:
+    """Each group's top-grade product as the contrastive positive.
+
+    Returns ``(positive_index (B,), exclude (B, G))``: the candidate column of the first slot (by
+    column position) holding the group's top present grade, -1 when the group is empty or its top
+    grade is below ``min_positive_grade``; and the columns of the group's OTHER top-grade products
+    (-1 elsewhere), which are dropped from that row's denominator — they are positives too, not
+    negatives. Lower-grade products of the group stay candidates (under the margin mask).
+    """
+    present = (grades >= 0) & (group_index >= 0)
+    g = grades.float()
+    top = torch.where(present, g, torch.full_like(g, float("-inf"))).amax(dim=1)
+    is_top = present & (g == top.unsqueeze(1))
+    first = is_top.float().argmax(dim=1)  # first occurrence of the maximum
+    has_positive = present.any(dim=1)
+    if min_positive_grade is not None:
+        has_positive &= top >= min_positive_grade
+    none = torch.full_like(first, -1)
+    positive_index = torch.where(has_positive, group_index.gather(1, first.unsqueeze(1)).squeeze(1), none)
+    slot = torch.arange(grades.size(1), device=grades.device).unsqueeze(0)
+    others = is_top & (slot != first.unsqueeze(1)) & has_positive.unsqueeze(1)
+    exclude = torch.where(others, group_index, torch.full_like(group_index, -1))
+    return positive_index, exclude
+
+
+class GradedContrastiveLoss(nn.Module):
+    """Stage-2 composition shared by :class:`RoarLoss`, :class:`BradleyTerryLoss` and
+    :class:`ListMLELoss`::
+
+        L = contrast_weight * L_contrast + beta * L_ranking
+
+    ``L_contrast`` is the masked InfoNCE (tau, delta) with each group's top-grade product as the
+    positive; ``L_ranking`` is the subclass's :meth:`ranking_loss` on the same (B, M) score matrix
+    (one matmul per step, reused by both terms).
+
+    Inputs: columns (query, doc_1, ..., doc_G), ``labels`` (B, G) grades, higher = better
+    (e.g. ESCI E/S/C/I = 3/2/1/0), -1 = padding (padding docs may be empty strings; they are
+    embedded with the others, then dropped before any score is used).
+
+    The last values of both parts are kept (detached) in ``last_components`` for logging; with
+    ``return_components=True`` ``forward`` returns them as a dict, which ``SentenceTransformerTrainer``
+    sums and logs separately (not usable inside ``MatryoshkaLoss``, which needs a tensor).
+    """
+
+    ranking_name = "ranking"
+
+    def __init__(
+        self,
+        model: SentenceTransformer | None,
+        tau: float = 0.02,
+        delta: float | None = 0.1,
+        beta: float = 0.1,
+        contrast_weight: float = 1.0,
+        min_positive_grade: float | None = None,
+        gather_across_devices: bool = False,
+        return_components: bool = False,
+    ) -> None:
+        super().__init__()
+        if tau <= 0:
+            raise ValueError("tau must be positive")
+        self.model = model
+        self.tau = tau
+        self.delta = delta
+        self.beta = beta
+        self.contrast_weight = contrast_weight
+        self.min_positive_grade = min_positive_grade
+        self.gather_across_devices = gather_across_devices
+        self.return_components = return_components
+        self.last_components: dict[str, Tensor] = {}
+
+    def ranking_loss(self, scores: Tensor, group_index: Tensor, grades: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def forward(
+        self, sentence_features: Iterable[dict[str, Tensor]], labels: Tensor | None
+    ) -> Tensor | dict[str, Tensor]:
+        return self.compute_loss_from_embeddings(embed(self.model, sentence_features), labels)
+
+    def compute_loss_from_embeddings(
+        self, embeddings: list[Tensor], labels: Tensor | None
+    ) -> Tensor | dict[str, Tensor]:
+        if labels is None:
+            raise ValueError(f"{type(self).__name__} needs labels: (batch, n_docs) grades, -1 = padding")
+        if len(embeddings) < 2:
+            raise ValueError("expected (query, doc_1, ..., doc_G) columns")
+        q = F.normalize(embeddings[0], p=2, dim=-1)
+        docs = F.normalize(torch.stack(embeddings[1:], dim=1), p=2, dim=-1)
+        candidates, group_index, grades = graded_batch(
+            q, docs, labels.to(q.device), self.gather_across_devices
+        )
+        if candidates.size(0) == 0:  # a batch of padding only: nothing to learn, keep the graph
+            zero = q.sum() * 0.0
+            self.last_components = {"contrast": zero.detach(), self.ranking_name: zero.detach()}
+            return {"contrast": zero, self.ranking_name: zero} if self.return_components else zero
+        scores = q @ candidates.T  # (B, M): the only similarity matmul of the step
+        positive_index, exclude = top_grade_positives(group_index, grades, self.min_positive_grade)
+        contrast = LF.masked_infonce_scores(scores, positive_index, self.tau, self.delta, exclude=exclude)
+        ranking = self.ranking_loss(scores, group_index, grades)
+        parts = {"contrast": self.contrast_weight * contrast, self.ranking_name: self.beta * ranking}
+        self.last_components = {"contrast": contrast.detach(), self.ranking_name: ranking.detach()}
+        if self.return_components:
+            return parts
+        return parts["contrast"] + parts[self.ranking_name]
+
+    def get_config_dict(self) -> dict[str, Any]:
+        return {
+            "tau": self.tau,
+            "delta": self.delta,
+            "beta": self.beta,
+            "contrast_weight": self.contrast_weight,
+            "min_positive_grade": self.min_positive_grade,
+            "gather_across_devices": self.gather_across_devices,
+        }
+
+    @property
+    def citation(self) -> str:
+        return FLIPKART_CITATION
+
+
+def group_scores(scores: Tensor, group_index: Tensor) -> Tensor:
+    """(B, G) cosine of each query with its own group members (padding slots read column 0 and must
+    be ignored by the caller via the grades)."""
+    return scores.gather(1, group_index.clamp(min=0))

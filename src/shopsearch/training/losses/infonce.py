@@ -1,0 +1,66 @@
+"""Plain in-batch InfoNCE: the baseline of the ablations and of the production system it replaced."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from shopsearch.training.losses import functional as LF
+from shopsearch.training.losses.base import embed, pair_batch
+
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
+
+OORD_CITATION = """
+@misc{oord2019representationlearningcontrastivepredictive,
+      title={Representation Learning with Contrastive Predictive Coding},
+      author={Aaron van den Oord and Yazhe Li and Oriol Vinyals},
+      year={2019},
+      eprint={1807.03748},
+      archivePrefix={arXiv},
+      primaryClass={cs.LG},
+      url={https://arxiv.org/abs/1807.03748},
+}
+"""
+
+
+class InfoNCELoss(nn.Module):
+    """InfoNCE with in-batch negatives (van den Oord et al. 2018, arXiv 1807.03748)::
+
+        L = -1/B sum_i log( exp(s_ii/tau) / sum_j exp(s_ij/tau) )
+
+    over every candidate j of the batch (all positives, then all hard negatives), cosine
+    similarity. Numerically the same loss as sentence-transformers' ``MultipleNegativesRankingLoss``
+    with ``scale = 1/tau`` (default directions), kept here so ablations share one input contract
+    and one gathering code path with :class:`MaskedInfoNCELoss`.
+
+    Inputs: columns (anchor, positive[, negative_1, ..., negative_n]); no labels.
+    """
+
+    def __init__(
+        self, model: SentenceTransformer | None, tau: float = 0.05, gather_across_devices: bool = False
+    ) -> None:
+        super().__init__()
+        if tau <= 0:
+            raise ValueError("tau must be positive")
+        self.model = model
+        self.tau = tau
+        self.gather_across_devices = gather_across_devices
+
+    def forward(self, sentence_features: Iterable[dict[str, Tensor]], labels: Tensor | None = None) -> Tensor:
+        return self.compute_loss_from_embeddings(embed(self.model, sentence_features), labels)
+
+    def compute_loss_from_embeddings(self, embeddings: list[Tensor], labels: Tensor | None = None) -> Tensor:
+        embeddings = [F.normalize(e, p=2, dim=-1) for e in embeddings]
+        q, candidates, positive_index = pair_batch(embeddings, self.gather_across_devices)
+        return LF.infonce(q, candidates, positive_index, self.tau)
+
+    def get_config_dict(self) -> dict[str, Any]:
+        return {"tau": self.tau, "gather_across_devices": self.gather_across_devices}
+
+    @property
+    def citation(self) -> str:
+        return OORD_CITATION
