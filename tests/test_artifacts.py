@@ -59,3 +59,20 @@ def test_strict_report_raises_with_location():
         report.add("a.csv", 4, "query", "empty query")
     assert info.value.file == "a.csv" and info.value.row == 4 and info.value.field == "query"
     assert str(info.value) == "a.csv, row 4, field 'query': empty query"
+
+
+def test_outputs_get_ordinary_permissions(tmp_path):
+    import os
+    import stat
+
+    from shopsearch.artifacts import atomic_write_text
+
+    mask = os.umask(0o022)
+    try:
+        atomic_write_text(tmp_path / "r.json", "{}")
+        with atomic_dir(tmp_path / "d") as d:
+            (d / "x").write_text("1")
+    finally:
+        os.umask(mask)
+    assert stat.S_IMODE((tmp_path / "r.json").stat().st_mode) == 0o644
+    assert stat.S_IMODE((tmp_path / "d").stat().st_mode) == 0o755

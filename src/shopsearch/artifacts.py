@@ -36,6 +36,12 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_dir(target: str | Path, overwrite: bool = True) -> Iterator[Path]:
     """Yield a temporary directory that replaces ``target`` only if the block succeeds."""
@@ -44,6 +50,7 @@ def atomic_dir(target: str | Path, overwrite: bool = True) -> Iterator[Path]:
         raise ArtifactError(f"{target} exists; pass overwrite=True (or --overwrite) to replace it")
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700; outputs are meant to be shared
     try:
         yield tmp
         if target.exists():
@@ -63,6 +70,7 @@ def atomic_write_text(path: str | Path, text: str) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; reports are meant to be shared
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
