@@ -148,3 +148,19 @@ def test_trec_roundtrip(tmp_path):
     # rank column wins over file order
     (tmp_path / "s.txt").write_text("q 0 b 2 1.0 t\nq 0 a 1 1.0 t\n")
     assert read_trec_run(tmp_path / "s.txt") == {"q": ["a", "b"]}
+
+
+def test_adjacent_grade_accuracy_counts_only_consecutive_present_grades():
+    import numpy as np
+
+    from shopsearch.eval.metrics import adjacent_grade_accuracy
+
+    # grades 3, 1, 1, 0 (2 absent): pairs 3>1 (x2) and 1>0 (x2); 3 vs 0 is not adjacent
+    scores = np.array([0.9, 0.5, 0.95, 0.1])
+    grades = np.array([3, 1, 1, 0])
+    correct, total = adjacent_grade_accuracy(scores, grades)
+    assert total == 2 * 4
+    assert correct == 2 * 3  # 0.9 > 0.5, 0.9 < 0.95 wrong, 0.5 > 0.1, 0.95 > 0.1
+    c, t = adjacent_grade_accuracy(np.array([0.5, 0.5]), np.array([2, 1]))
+    assert (c, t) == (1, 2)  # a tie counts half
+    assert adjacent_grade_accuracy(np.array([0.3]), np.array([2])) == (0, 0)

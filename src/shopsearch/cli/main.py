@@ -8,7 +8,7 @@ import sys
 import typer
 
 from shopsearch import __version__
-from shopsearch.cli import data_cmd, demo_cmd, eval_cmd, index_cmd, search_cmd
+from shopsearch.cli import data_cmd, demo_cmd, eval_cmd, index_cmd, search_cmd, train_cmd
 from shopsearch.cli.common import console
 
 # Weights and data never come from a hub at run time.
@@ -28,6 +28,7 @@ cli.add_typer(data_cmd.app, name="data")
 cli.add_typer(index_cmd.app, name="index")
 cli.command("search")(search_cmd.search)
 cli.command("eval")(eval_cmd.evaluate)
+cli.command("train")(train_cmd.train)
 cli.command("demo")(demo_cmd.demo)
 
 

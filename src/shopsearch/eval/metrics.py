@@ -247,3 +247,22 @@ class AucPool:
         den = wp.sum(axis=1) * wn.sum(axis=1)
         with np.errstate(invalid="ignore", divide="ignore"):
             return np.where(den > 0, num / np.where(den > 0, den, 1.0), np.nan)
+
+
+def adjacent_grade_accuracy(scores: np.ndarray, grades: np.ndarray) -> tuple[int, int]:
+    """Ordering accuracy between adjacent grades for one query: over every pair (a, b) of judged
+    products where b's grade is the next lower grade present below a's, count the pairs scored in
+    the right order (``score[a] > score[b]``; a tie counts half). Returns (correct x 2, pairs x 2)
+    so that halves stay integers; sum over queries and divide for the pooled accuracy.
+
+    This is the quantity ROAR optimises (consecutive present grades, METHOD.md part A).
+    """
+    s = np.asarray(scores, dtype=np.float64)
+    g = np.asarray(grades)
+    levels = np.unique(g)
+    correct = total = 0
+    for hi, lo in zip(levels[1:], levels[:-1], strict=True):
+        diff = s[g == hi][:, None] - s[g == lo][None, :]
+        correct += int(2 * (diff > 0).sum() + (diff == 0).sum())
+        total += 2 * diff.size
+    return correct, total

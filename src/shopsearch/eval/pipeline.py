@@ -36,26 +36,29 @@ def term_idf(texts: Sequence[str]) -> dict[str, float]:
 
 
 def systems_from_index(specs: Sequence[str], index_dir: str | Path, texts_fallback: Sequence[str] | None = None) -> dict[str, Retriever]:
-    """Named systems served by an index directory; ``dense:MODEL`` specs other than the index's
-    own encoder are built in memory over the index's products."""
+    """Named systems served by an index directory. ``dense:MODEL`` specs (another encoder than the
+    index's) are encoded in memory over the index's products; a hybrid fuses BM25 with the first
+    dense system of the list, as :func:`~shopsearch.retrieval.systems.build_systems` does."""
+    from shopsearch.retrieval.fusion import HybridRetriever
     from shopsearch.retrieval.store import load_index
 
     bundle = load_index(index_dir)
+    parsed = [parse_system(s) for s in specs]
     systems: dict[str, Retriever] = {}
-    extra = []
-    for raw in specs:
-        spec = parse_system(raw)
-        if spec.kind == "dense" and spec.model:
-            extra.append(spec)
-        elif spec.kind == "hybrid":
-            systems[spec.name] = bundle.retriever("hybrid", method=spec.fusion)
-        else:
+    for spec in parsed:
+        if spec.kind == "bm25" or (spec.kind == "dense" and not spec.model):
             systems[spec.name] = bundle.retriever(spec.kind)
-    if extra:
-        if texts_fallback is None:
-            raise ValueError("dense:MODEL systems need the product texts to encode")
-        systems.update(build_systems(extra, bundle.product_ids, texts_fallback))
-    return {parse_system(s).name: systems[parse_system(s).name] for s in specs}
+        elif spec.kind == "dense":
+            if texts_fallback is None:
+                raise ValueError("dense:MODEL systems need the product texts to encode")
+            systems.update(build_systems([spec], bundle.product_ids, texts_fallback))
+    first_dense = next((s.name for s in parsed if s.kind == "dense"), None)
+    for spec in parsed:
+        if spec.kind == "hybrid":
+            dense = systems[first_dense] if first_dense else bundle.retriever("dense")
+            bm25 = systems.get("bm25") or bundle.retriever("bm25")
+            systems[spec.name] = HybridRetriever([bm25, dense], method=spec.fusion)
+    return {s.name: systems[s.name] for s in parsed}
 
 
 def run_evaluation(

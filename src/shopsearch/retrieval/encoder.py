@@ -158,6 +158,9 @@ class SentenceEncoder:
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
         prefix = self.query_prefix if is_query else self.document_prefix
+        if not prefix:
+            # a model trained by shopsearch stores its query instruction as the ST prompt "query"
+            prefix = (getattr(self._model, "prompts", None) or {}).get("query" if is_query else "document", "")
         if prefix:
             texts = [prefix + t for t in texts]
         vectors = self._model.encode(

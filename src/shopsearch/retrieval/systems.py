@@ -30,7 +30,9 @@ class SystemSpec:
     @property
     def name(self) -> str:
         if self.kind == "dense" and self.model:
-            return f"dense:{Path(self.model).name or self.model}"
+            path = Path(self.model)
+            # a training run's model sits in RUN/model: name it after the run
+            return f"dense:{path.parent.name if path.name == 'model' and path.parent.name else path.name or self.model}"
         if self.kind == "hybrid" and self.fusion != "rrf":
             return f"hybrid:{self.fusion}"
         return self.kind

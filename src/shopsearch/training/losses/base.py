@@ -218,6 +218,28 @@ class GradedContrastiveLoss(nn.Module):
         return FLIPKART_CITATION
 
 
+class ScoreRankingLoss(GradedContrastiveLoss):
+    """A stage-2 loss whose ranking term works on the raw cosine gaps within each query's group at
+    its own temperature ``tau_r`` (Bradley-Terry, ListMLE): the ablation baselines of ROAR."""
+
+    def __init__(
+        self,
+        model: SentenceTransformer | None,
+        tau: float = 0.02,
+        delta: float | None = 0.1,
+        tau_r: float = 0.05,
+        beta: float = 0.1,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(model, tau=tau, delta=delta, beta=beta, **kwargs)
+        if tau_r <= 0:
+            raise ValueError("tau_r must be positive")
+        self.tau_r = tau_r
+
+    def get_config_dict(self) -> dict[str, Any]:
+        return {**super().get_config_dict(), "tau_r": self.tau_r}
+
+
 def group_scores(scores: Tensor, group_index: Tensor) -> Tensor:
     """(B, G) cosine of each query with its own group members (padding slots read column 0 and must
     be ignored by the caller via the grades)."""

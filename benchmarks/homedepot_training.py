@@ -1,0 +1,173 @@
+"""The ablation ladder of Paper A on Home Depot `dev` (issue 3): each training step's contribution.
+
+Rows: off-the-shelf -> stage 1 plain InfoNCE -> + false-negative mask -> + hard negatives -> + ROAR
+(stage 2 from the previous row); and stage 2 with ROAR replaced by Bradley-Terry and by ListMLE.
+Every row is trained on `train` with `shopsearch.training.train`, evaluated on `dev` over the full
+catalogue (protocol of ../shared/data/home-depot/README.md), dense and hybrid (BM25 + the row's
+encoder), with the adjacent-grade ordering accuracy and a paired test against the row before.
+
+Resumable: each row's run directory is kept under --work and skipped when finished (product
+vectors are cached there too), so the ladder can be run row by row:
+
+    .venv/bin/python benchmarks/homedepot_training.py --rows s1_infonce     # one row
+    .venv/bin/python benchmarks/homedepot_training.py                       # all rows, then the table
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from shopsearch.artifacts import atomic_write_text
+from shopsearch.data import load_dataset
+from shopsearch.data.render import ProductTextRenderer
+from shopsearch.eval.metrics import adjacent_grade_accuracy
+from shopsearch.eval.pipeline import term_idf
+from shopsearch.eval.protocols import evaluate
+from shopsearch.eval.significance import holm, paired_bootstrap_ci, paired_randomization_test
+from shopsearch.retrieval.bm25 import BM25Retriever
+from shopsearch.retrieval.dense import DenseRetriever
+from shopsearch.retrieval.encoder import SentenceEncoder
+from shopsearch.retrieval.fusion import HybridRetriever
+from shopsearch.training.config import TrainConfig
+from shopsearch.training.trainer import train
+
+HERE = Path(__file__).resolve().parent
+DATA = HERE.parent.parent / "shared" / "data" / "home-depot"
+
+# name -> (previous row, train config overrides); stage 2 rows start from their previous row's model.
+LADDER: dict[str, tuple[str | None, dict[str, Any]]] = {
+    "off_the_shelf": (None, {}),
+    "s1_infonce": ("off_the_shelf", {"stage": "1", "stage1": {"loss": "infonce", "tau": 0.05, "hard_negatives": 0}}),
+    "s1_mask": ("s1_infonce", {"stage": "1", "stage1": {"loss": "masked_infonce", "hard_negatives": 0}}),
+    "s1_mask_hn": ("s1_mask", {"stage": "1", "stage1": {"loss": "masked_infonce"}}),
+    "s2_roar": ("s1_mask_hn", {"stage": "2", "stage2": {"loss": "roar"}}),
+    "s2_bradley_terry": ("s1_mask_hn", {"stage": "2", "stage2": {"loss": "bradley_terry"}}),
+    "s2_listmle": ("s1_mask_hn", {"stage": "2", "stage2": {"loss": "listmle"}}),
+}
+
+
+def row_model(name: str, work: Path, train_set, dev_set) -> str | None:
+    """Train the row (unless done) and return its model directory; None for off-the-shelf."""
+    previous, overrides = LADDER[name]
+    if not overrides:
+        return None
+    cfg = dict(overrides)
+    if cfg["stage"] == "2":
+        cfg["encoder"] = {"base_model": row_model(previous, work, train_set, dev_set)}  # type: ignore[arg-type]
+    run = work / name
+    if not (run / "manifest.json").is_file():
+        started = time.perf_counter()
+        train(train_set, TrainConfig.model_validate(cfg), run, dev_set=dev_set, resume=True)
+        (run / "wall_seconds.txt").write_text(f"{time.perf_counter() - started:.1f}\n")
+    return str(run / "model")
+
+
+def ordering_accuracy(retriever, queries, judgments) -> float:
+    qrels = judgments.qrels()
+    q = queries.df[queries.df["query_id"].isin(qrels)]
+    cands = [list(qrels[qid]) for qid in q["query_id"]]
+    scores = retriever.score_candidates(q["text"].tolist(), cands)
+    correct = total = 0
+    for qid, s in zip(q["query_id"], scores, strict=True):
+        c, t = adjacent_grade_accuracy(s, np.array(list(qrels[qid].values())))
+        correct, total = correct + c, total + t
+    return correct / total if total else float("nan")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, default=DATA)
+    parser.add_argument("--work", type=Path, default=Path("runs/homedepot-ladder"))
+    parser.add_argument("--rows", nargs="*", default=list(LADDER))
+    parser.add_argument("--out", type=Path, default=HERE / "results" / "homedepot_ablation.json")
+    args = parser.parse_args()
+
+    catalog = args.data / "products.csv"
+    train_set = load_dataset(catalog=catalog, judgments=args.data / "judgments_train.csv", format="homedepot")
+    dev_set = load_dataset(catalog=catalog, judgments=args.data / "judgments_dev.csv", format="homedepot")
+    texts = ProductTextRenderer(fields=("title",)).render(dev_set.catalog)
+    ids = dev_set.catalog.ids
+    bm25 = BM25Retriever(ids, texts)
+
+    rows = [r for r in LADDER if r in args.rows]
+    dense: dict[str, DenseRetriever] = {}
+    for name in rows:
+        model = row_model(name, args.work, train_set, dev_set)
+        encoder = SentenceEncoder(model)
+        cache = args.work / name / "dev_product_vectors.npy"
+        if cache.is_file():
+            vectors = np.load(cache)
+        else:
+            vectors = encoder.encode(texts, show_progress=True)
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            np.save(cache, vectors)
+        dense[name] = DenseRetriever(encoder, ids, vectors)
+
+    systems: dict[str, Any] = {"bm25": bm25}
+    for name in rows:
+        systems[f"{name}"] = dense[name]
+        systems[f"{name}+bm25"] = HybridRetriever([bm25, dense[name]])
+    report = evaluate(systems, dev_set.queries, dev_set.judgments, idf=term_idf(texts), baseline="bm25",
+                      dataset_info={"format": "homedepot", "split": "dev", "catalog_size": len(ids)})
+    full = report.to_dict()
+
+    table, pvals = [], []
+    for i, name in enumerate(rows):
+        m = full["systems"][name]["metrics"]
+        h = full["systems"][f"{name}+bm25"]["metrics"]
+        row: dict[str, Any] = {
+            "row": name, "dense": m, "hybrid": h,
+            "ordering_accuracy": ordering_accuracy(dense[name], dev_set.queries, dev_set.judgments),
+            "strata": full["systems"][name]["strata"],
+        }
+        run = args.work / name
+        if (run / "manifest.json").is_file():
+            row["train_manifest"] = json.loads((run / "manifest.json").read_text())
+            row["wall_seconds"] = float((run / "wall_seconds.txt").read_text()) if (run / "wall_seconds.txt").is_file() else None
+        previous = LADDER[name][0]
+        if i > 0 and previous in dense:
+            vs = {}
+            for metric in ("ndcg@10", "recall@100", "map@10"):
+                a = report.per_query[name][metric].to_numpy()
+                b = report.per_query[previous][metric].to_numpy()
+                keep = ~(np.isnan(a) | np.isnan(b))
+                diff, lo, hi = paired_bootstrap_ci(a[keep], b[keep])
+                p = paired_randomization_test(a[keep], b[keep])
+                pvals.append(p)
+                vs[metric] = {"diff_points": 100 * diff, "ci_points": [100 * lo, 100 * hi], "p": p}
+            row["vs_previous"] = {"previous": previous, **vs}
+        table.append(row)
+    adjusted = iter(holm(pvals))
+    for row in table:
+        for v in row.get("vs_previous", {}).values():
+            if isinstance(v, dict):
+                v["p_holm"] = float(next(adjusted))
+    result = {
+        "benchmark": "homedepot_ablation", "date": dt.date.today().isoformat(),
+        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version()},
+        "command": "python benchmarks/homedepot_training.py", "protocol": full["protocol"],
+        "bm25": full["systems"]["bm25"]["metrics"], "rows": table, "comparisons_vs_bm25": full["comparisons"],
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(args.out, json.dumps(result, indent=2, default=float))
+    for row in table:
+        print(f"{row['row']:18s} dense ndcg@10 {row['dense']['ndcg@10']:.4f} R@100 {row['dense']['recall@100']:.4f} "
+              f"map@10 {row['dense']['map@10']:.4f} | hybrid ndcg@10 {row['hybrid']['ndcg@10']:.4f} | "
+              f"ordering {row['ordering_accuracy']:.4f}")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,46 @@
+"""Trainer callbacks: a JSONL metrics log, and an evaluation + checkpoint at the last step."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from transformers import TrainerCallback
+
+
+class JsonlMetricsCallback(TrainerCallback):
+    """Appends every log (loss, learning rate, dev metrics) to a JSONL file, with the stage, the
+    step and the throughput since the previous log, so a run can be plotted or compared later."""
+
+    def __init__(self, path: str | Path, stage: str, batch_size: int) -> None:
+        self.path = Path(path)
+        self.stage = stage
+        self.batch_size = batch_size
+        self._last: tuple[int, float] | None = None
+
+    def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kwargs: Any) -> None:
+        if not state.is_world_process_zero or not logs:
+            return
+        now = time.time()
+        record: dict[str, Any] = {"stage": self.stage, "step": state.global_step, "epoch": state.epoch, "time": now}
+        if self._last is not None and state.global_step > self._last[0]:
+            steps, secs = state.global_step - self._last[0], now - self._last[1]
+            record["samples_per_s"] = steps * self.batch_size * max(1, args.world_size) / max(secs, 1e-9)
+        self._last = (state.global_step, now)
+        record.update({k: v for k, v in logs.items() if isinstance(v, (int, float, str))})
+        with open(self.path, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(record) + "\n")
+
+
+class FinalStepCallback(TrainerCallback):
+    """Evaluate and save at the last step too, so the best-checkpoint choice sees the final model
+    (the HF trainer only evaluates on multiples of ``eval_steps``)."""
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
+        if state.max_steps and state.global_step >= state.max_steps:
+            control.should_save = True
+            if args.eval_strategy != "no":
+                control.should_evaluate = True
+        return control

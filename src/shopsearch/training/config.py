@@ -1,0 +1,87 @@
+"""Settings of ``shopsearch train``: the encoder, the data recipe, and the two stages.
+
+Defaults are the CPU recipe for all-MiniLM-L6-v2 (see the README's training section); the
+paper's values (METHOD.md part A) are noted where they differ. A YAML/TOML file under a ``train``
+section and the command's flags share this one definition.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from shopsearch.models.encoder_config import EncoderConfig
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Stage1Settings(_Strict):
+    """In-batch contrastive learning with the false-negative margin mask (paper: tau 0.02, delta 0.1)."""
+
+    loss: Literal["masked_infonce", "infonce"] = "masked_infonce"
+    tau: float = Field(0.02, gt=0)
+    delta: float | None = Field(0.1, description="margin of the false-negative mask; None = no mask")
+    epochs: float = Field(1.0, gt=0)
+    batch_size: int = Field(64, ge=2)
+    learning_rate: float = Field(5e-5, gt=0, description="paper: 2e-5 peak for a 4B LLM with LoRA")
+    warmup_ratio: float = Field(0.1, ge=0, lt=1)
+    hard_negatives: int = Field(2, ge=0, description="mined hard negatives per pair (0: in-batch only)")
+    mining_top_k: int = Field(30, ge=1)
+    mining_max_relative_score: float = Field(0.95, gt=0, description="drop candidates above this x positive score")
+    mining_exclude_top_grades: int = Field(2, ge=0, description="drop products judged in the top N grades")
+    positive_min_grade: int | None = None
+    substitutes_as_positives: bool = False
+    max_pairs_per_query: int | None = None
+
+
+class Stage2Settings(_Strict):
+    """ROAR (or a ranking baseline) over graded groups, plus the masked contrast."""
+
+    loss: Literal["roar", "bradley_terry", "listmle"] = "roar"
+    tau: float = Field(0.02, gt=0)
+    delta: float | None = 0.1
+    tau_a: float = Field(0.01, gt=0, description="ROAR's softmax temperature")
+    tau_r: float = Field(0.05, gt=0, description="Bradley-Terry / ListMLE temperature")
+    beta: float = Field(0.1, ge=0)
+    epochs: float = Field(1.0, gt=0)
+    batch_size: int = Field(16, ge=2, description="groups (queries) per batch")
+    learning_rate: float = Field(1e-5, gt=0, description="paper: 5e-7 for the 4B LLM")
+    warmup_ratio: float = Field(0.1, ge=0, lt=1)
+    max_per_grade: int = Field(3, ge=1)
+    max_group_size: int = Field(8, ge=2)
+    min_grades: int = Field(2, ge=2)
+
+
+class DevEvalSettings(_Strict):
+    """Dev evaluation during training, on a pool of products (full-corpus figures come from
+    ``shopsearch eval`` on the saved model)."""
+
+    pool_size: int | None = Field(
+        10000, description="products in the dev pool: every judged dev product plus random others; None = all"
+    )
+    eval_steps: int | None = Field(None, description="evaluate every N steps (None: at the end of each epoch)")
+    depth: int = 100
+
+
+class TrainConfig(_Strict):
+    """Everything ``shopsearch train`` does, as one validated object."""
+
+    encoder: EncoderConfig = Field(default_factory=EncoderConfig)
+    text_fields: list[str] = Field(default_factory=lambda: ["title"])
+    stage: Literal["1", "2", "both"] = "both"
+    seed: int = 0
+    stage1: Stage1Settings = Field(default_factory=Stage1Settings)
+    stage2: Stage2Settings = Field(default_factory=Stage2Settings)
+    dev: DevEvalSettings = Field(default_factory=DevEvalSettings)
+    events: list[Path] = Field(default_factory=list, description="behaviour logs (query, product_id, event, count) or UBI")
+    extra_pairs: list[Path] = Field(default_factory=list, description="extra (query, product_id) pair files")
+    extra_pairs_weight: float = 1.0
+    save_steps: int = Field(200, ge=1)
+    save_total_limit: int = Field(2, ge=1)
+    logging_steps: int = Field(10, ge=1)
+    max_steps: int | None = Field(None, description="stop each stage after this many steps (tests, smoke runs)")
+    dataloader_workers: int = 0

@@ -1,0 +1,115 @@
+"""Training rows of each stage, built from a dataset with the data-side modules.
+
+Stage 1: judged positives (+ behaviour-log and extra pairs), hard negatives mined with the model
+as it stands, rows ``anchor, positive, negative_1..n``. Stage 2: graded groups per query, rows
+``query, doc_1..doc_G, label``. Both come with the no-duplicates sampler's keys and statistics for
+the training manifest.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from shopsearch.data.schema import Dataset
+from shopsearch.retrieval.dense import DenseRetriever
+from shopsearch.training.config import TrainConfig
+from shopsearch.training.dev_eval import ModelEncoder
+from shopsearch.training.groups import (
+    MEAN_RATING_4_LEVELS,
+    GroupConfig,
+    build_groups,
+    groups_to_columns,
+    pairs_to_columns,
+)
+from shopsearch.training.mining import MiningConfig, complete_rows, mine_hard_negatives
+from shopsearch.training.pairs import PairConfig, merge_pairs, pairs_from_judgments
+from shopsearch.training.sampler import RowKeys, group_keys, pair_keys
+
+
+def stage1_data(
+    train_set: Dataset, config: TrainConfig, product_text: Mapping[str, str], encoder: ModelEncoder
+) -> tuple[Any, list[RowKeys], dict[str, Any]]:
+    s1 = config.stage1
+    pairs = pairs_from_judgments(
+        train_set,
+        PairConfig(
+            positive_min_grade=s1.positive_min_grade,
+            substitutes_as_positives=s1.substitutes_as_positives,
+            max_pairs_per_query=s1.max_pairs_per_query,
+            seed=config.seed,
+        ),
+        product_text,
+    )
+    stats: dict[str, Any] = {"judgment_pairs": dict(pairs.attrs.get("stats", {}))}
+    frames = [pairs]
+    if config.events:
+        from shopsearch.training.logs import LogPairConfig, pairs_from_events, read_events
+
+        for path in config.events:
+            events, report = read_events(path)
+            frames.append(pairs_from_events(events, LogPairConfig()))
+            stats.setdefault("events", {})[str(path)] = {"rows": len(events), "bad_rows": report.counts()}
+    if config.extra_pairs:
+        from shopsearch.training.trainer import read_pair_file
+
+        for path in config.extra_pairs:
+            extra = read_pair_file(path)
+            extra = extra[extra["product_id"].isin(set(product_text))]
+            frames.append(
+                extra.assign(
+                    query_id="text:" + extra["query"].astype(str), source="extra", grade=np.nan,
+                    weight=config.extra_pairs_weight,
+                )[["query_id", "query", "product_id", "source", "grade", "weight"]]
+            )
+    if len(frames) > 1:
+        pairs = merge_pairs(*frames)
+        stats["merged"] = dict(pairs.attrs.get("stats", {}))
+    n = s1.hard_negatives
+    if n > 0:
+        vectors = encoder.encode([product_text[p] for p in train_set.catalog.ids], show_progress=True)
+        retriever = DenseRetriever(encoder, train_set.catalog.ids, vectors, query_cache_size=0)  # type: ignore[arg-type]
+        pairs, mining = mine_hard_negatives(
+            pairs,
+            retriever,
+            train_set.judgments,
+            MiningConfig(
+                top_k=s1.mining_top_k,
+                n_negatives=n,
+                max_relative_score=s1.mining_max_relative_score,
+                exclude_top_grades=s1.mining_exclude_top_grades,
+                seed=config.seed,
+            ),
+        )
+        before = len(pairs)
+        pairs = complete_rows(pairs, n)
+        stats["mining"] = {**mining, "pairs_without_enough_negatives": before - len(pairs)}
+    stats["rows"] = len(pairs)
+    return pairs_to_columns(pairs, product_text, n), pair_keys(pairs), stats
+
+
+def stage2_data(
+    train_set: Dataset, config: TrainConfig, product_text: Mapping[str, str]
+) -> tuple[Any, list[RowKeys], dict[str, Any]]:
+    s2 = config.stage2
+    scheme = train_set.scheme
+    # Home Depot's 7 mean-rating grades are collapsed to 4 levels (groups.MEAN_RATING_4_LEVELS):
+    # adjacent crowd means (2.33 vs 2.67) are too close to order reliably.
+    collapse = MEAN_RATING_4_LEVELS if scheme.name == "mean-rating" else None
+    top = collapse[scheme.relevant_min] if collapse else scheme.relevant_min
+    groups, stats = build_groups(
+        train_set,
+        GroupConfig(
+            max_per_grade=s2.max_per_grade,
+            min_grades=s2.min_grades,
+            max_group_size=s2.max_group_size,
+            seed=config.seed,
+            collapse=collapse,
+            min_top_grade=top,
+        ),
+    )
+    groups = groups[groups["product_ids"].map(lambda ids: all(p in product_text for p in ids))].reset_index(drop=True)
+    stats = {**stats, "rows": len(groups), "collapsed_grades": bool(collapse)}
+    return groups_to_columns(groups, product_text, size=s2.max_group_size), group_keys(groups), stats

@@ -1,0 +1,130 @@
+"""The two-stage trainer end to end on a tiny demo shop: output format, dev figures, exact resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from safetensors.numpy import load_file
+
+from shopsearch.data.demo import DemoShopConfig, generate_demo_shop
+from shopsearch.data.store import save_dataset
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+
+
+@pytest.fixture(scope="module")
+def shop(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("train") / "shop"
+    save_dataset(generate_demo_shop(DemoShopConfig(n_products=240, n_queries=60, seed=11)), out)
+    return out
+
+
+def _config(**over):
+    from shopsearch.training.config import TrainConfig
+
+    base = {
+        "seed": 3,
+        "stage1": {"batch_size": 8, "hard_negatives": 1, "mining_top_k": 10},
+        "stage2": {"batch_size": 4, "max_group_size": 4},
+        "dev": {"pool_size": None},
+        "save_steps": 2,
+        "logging_steps": 1,
+        "max_steps": 4,
+    }
+    base.update(over)
+    return TrainConfig.model_validate(base)
+
+
+def test_two_stages_write_a_sentence_transformers_model_that_reproduces_its_dev_scores(shop, tmp_path):
+    from sentence_transformers import SentenceTransformer
+
+    from shopsearch.cli.train_cmd import split_by_query
+    from shopsearch.data.render import ProductTextRenderer
+    from shopsearch.data.store import load_saved_dataset
+    from shopsearch.training.dev_eval import DevRetrievalEvaluator
+    from shopsearch.training.trainer import train
+
+    train_set, dev_set = split_by_query(load_saved_dataset(shop), 0.25, seed=0)
+    result = train(train_set, _config(), tmp_path / "run", dev_set=dev_set, show_progress=False)
+
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    assert set(manifest["stages"]) == {"1", "2"} and manifest["chosen_stage"] in ("1", "2")
+    assert manifest["stages"]["1"]["data"]["mining"]["pairs"] > 0
+    assert manifest["stages"]["2"]["data"]["rows"] > 0
+    log = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert {r["stage"] for r in log} == {"1", "2"} and any("loss" in r for r in log)
+    assert any("eval_dev_ndcg@10" in r for r in log)
+
+    model = SentenceTransformer(str(result.model_dir))  # plain sentence-transformers, no shopsearch code
+    texts = ProductTextRenderer().render(dev_set.catalog)
+    again = DevRetrievalEvaluator(dev_set, texts, pool_size=None).evaluate_model(model)
+    recorded = manifest["stages"][manifest["chosen_stage"]]["dev_final"]
+    for key, value in recorded.items():
+        assert again[key] == pytest.approx(value, abs=1e-6)
+
+
+SCRIPT = textwrap.dedent(
+    """
+    import sys, time
+    from pathlib import Path
+    from transformers import TrainerCallback
+    from shopsearch.data.store import load_saved_dataset
+    from shopsearch.training.config import TrainConfig
+    from shopsearch.training.trainer import train
+
+    shop, out, config_json, hang = sys.argv[1], Path(sys.argv[2]), sys.argv[3], sys.argv[4] == "hang"
+
+    class HangAfterFirstCheckpoint(TrainerCallback):
+        def on_save(self, args, state, control, **kw):
+            if hang and state.global_step == 2:
+                (out / "HUNG").write_text("checkpoint-2 saved")
+                time.sleep(600)  # the test kills us here, mid-run
+
+    train(load_saved_dataset(shop), TrainConfig.model_validate_json(config_json), out,
+          show_progress=False, extra_callbacks=[HangAfterFirstCheckpoint()])
+    """
+)
+
+
+def _run(shop: Path, out: Path, config_json: str, hang: bool) -> subprocess.Popen:
+    out.mkdir(parents=True, exist_ok=True)
+    return subprocess.Popen(
+        [sys.executable, "-c", SCRIPT, str(shop), str(out), config_json, "hang" if hang else "go"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )
+
+
+def test_a_killed_run_resumes_to_the_same_weights(shop, tmp_path):
+    config_json = _config(stage="1", max_steps=5).model_dump_json()
+
+    straight = _run(shop, tmp_path / "straight", config_json, hang=False)
+    killed = _run(shop, tmp_path / "killed", config_json, hang=True)
+    deadline = time.time() + 600
+    while not (tmp_path / "killed" / "HUNG").exists():
+        assert killed.poll() is None, killed.stderr.read()
+        assert time.time() < deadline
+        time.sleep(0.5)
+    killed.send_signal(signal.SIGKILL)
+    killed.wait()
+    assert not (tmp_path / "killed" / "stage1" / "model").exists()
+    assert (tmp_path / "killed" / "stage1" / "checkpoints" / "checkpoint-2").is_dir()
+
+    resumed = _run(shop, tmp_path / "killed", config_json, hang=False)
+    assert resumed.wait(timeout=600) == 0, resumed.stderr.read()
+    assert straight.wait(timeout=600) == 0, straight.stderr.read()
+    assert json.loads((tmp_path / "killed" / "stage1" / "stage.json").read_text())["resumed"] is True
+
+    a = load_file(str(tmp_path / "straight" / "model" / "model.safetensors"))
+    b = load_file(str(tmp_path / "killed" / "model" / "model.safetensors"))
+    assert a.keys() == b.keys()
+    for name in a:
+        np.testing.assert_allclose(a[name], b[name], rtol=0, atol=1e-6, err_msg=name)
