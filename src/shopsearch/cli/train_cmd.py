@@ -49,7 +49,10 @@ def split_by_query(dataset: Dataset, dev_fraction: float, seed: int) -> tuple[Da
     qids = np.array(sorted(set(dataset.judgments.df["query_id"])), dtype=object)
     rng = np.random.default_rng(seed)
     dev = set(rng.choice(qids, size=max(1, round(dev_fraction * len(qids))), replace=False))
-    return dataset.subset([q for q in qids if q not in dev]), dataset.subset(dev)
+    train_set, dev_set = dataset.subset([q for q in qids if q not in dev]), dataset.subset(dev)
+    train_set.meta["split"] = f"train (queries not held out; seed {seed})"
+    dev_set.meta["split"] = f"dev ({dev_fraction:.0%} of the queries held out; seed {seed})"
+    return train_set, dev_set
 
 
 def train(
