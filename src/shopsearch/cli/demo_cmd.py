@@ -77,9 +77,9 @@ def demo(
         eval=EvalSettings(
             systems=systems,
             n_resamples=n_resamples,
-            json=output / "report.json",
-            html=output / "report.html",
-            markdown=output / "report.md",
+            json_out=output / "report.json",
+            html_out=output / "report.html",
+            markdown_out=output / "report.md",
         ),
     )
     report = run_evaluation(dev_set, settings, index_dir=index_dir)

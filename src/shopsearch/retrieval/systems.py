@@ -11,12 +11,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
 from shopsearch.data.errors import ShopsearchError
 from shopsearch.retrieval.base import Retriever
+
+if TYPE_CHECKING:
+    from shopsearch.retrieval.faiss_index import IndexSpec
 
 
 @dataclass(frozen=True)
@@ -55,7 +58,7 @@ def build_systems(
     product_ids: np.ndarray,
     texts: Sequence[str],
     *,
-    index_spec: object | None = None,
+    index_spec: IndexSpec | None = None,
     bm25_params: dict | None = None,
     batch_size: int = 64,
     show_progress: bool = True,

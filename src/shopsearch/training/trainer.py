@@ -48,6 +48,7 @@ def _loss(config: TrainConfig, stage: str, model: Any) -> Any:
         RoarLoss,
     )
 
+    loss: Any
     if stage == "1":
         s1 = config.stage1
         loss = (
@@ -57,7 +58,7 @@ def _loss(config: TrainConfig, stage: str, model: Any) -> Any:
         )
     else:
         s2 = config.stage2
-        common = {"tau": s2.tau, "delta": s2.delta, "beta": s2.beta}
+        common: dict[str, Any] = {"tau": s2.tau, "delta": s2.delta, "beta": s2.beta}
         if s2.loss == "roar":
             loss = RoarLoss(model, tau_a=s2.tau_a, **common)
         elif s2.loss == "bradley_terry":
@@ -175,7 +176,7 @@ def train(
         evaluator = DevRetrievalEvaluator(
             dev_set, dev_texts, pool_size=config.dev.pool_size, depth=config.dev.depth, seed=config.seed
         )
-    stages = ["1", "2"] if config.stage == "both" else [config.stage]
+    stages: list[str] = ["1", "2"] if config.stage == "both" else [str(config.stage)]
     log_path = output / "metrics.jsonl"
     manifest: dict[str, Any] = {
         "kind": "trained-encoder",
@@ -245,9 +246,10 @@ def _best_eval(state: Any) -> dict[str, float] | None:
 def _choose(stages: dict[str, dict[str, Any]], order: list[str]) -> str:
     """The stage whose final model has the best dev NDCG@10 (the last stage without dev figures)."""
     scored = [(s, (stages[s].get("dev_final") or {}).get("dev_ndcg@10")) for s in order]
-    if any(v is None for _, v in scored):
+    values = [float(v) for _, v in scored if v is not None]
+    if len(values) < len(scored):
         return order[-1]
-    best = max(v for _, v in scored)
+    best = max(values)
     return next(s for s, v in reversed(scored) if v == best)
 
 
