@@ -96,7 +96,7 @@ def train(
 
     settings = merge_settings(
         config,
-        data={k: v for k, v in dict(catalog=catalog, judgments=judgments, queries=queries, format=format, on_error=on_error).items()},
+        data=dict(catalog=catalog, judgments=judgments, queries=queries, format=format, on_error=on_error),
     )
     raw = read_config_file(config).get("train") or {}
     flags = _nested({

@@ -9,9 +9,11 @@ the training manifest.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from shopsearch.data.schema import Dataset
 from shopsearch.retrieval.dense import DenseRetriever
@@ -25,7 +27,13 @@ from shopsearch.training.groups import (
     pairs_to_columns,
 )
 from shopsearch.training.mining import MiningConfig, complete_rows, mine_hard_negatives
-from shopsearch.training.pairs import PairConfig, merge_pairs, pairs_from_judgments
+from shopsearch.training.pairs import (
+    PairConfig,
+    merge_pairs,
+    normalize_query,
+    pairs_from_judgments,
+    synthetic_query_id,
+)
 from shopsearch.training.sampler import RowKeys, group_keys, pair_keys
 
 
@@ -53,14 +61,14 @@ def stage1_data(
             frames.append(pairs_from_events(events, LogPairConfig()))
             stats.setdefault("events", {})[str(path)] = {"rows": len(events), "bad_rows": report.counts()}
     if config.extra_pairs:
-        from shopsearch.training.trainer import read_pair_file
-
         for path in config.extra_pairs:
             extra = read_pair_file(path)
             extra = extra[extra["product_id"].isin(set(product_text))]
             frames.append(
                 extra.assign(
-                    query_id="text:" + extra["query"].astype(str), source="extra", grade=np.nan,
+                    query_id=extra["query"].map(lambda q: synthetic_query_id(normalize_query(q))),
+                    source="extra",
+                    grade=np.nan,
                     weight=config.extra_pairs_weight,
                 )[["query_id", "query", "product_id", "source", "grade", "weight"]]
             )
@@ -113,3 +121,21 @@ def stage2_data(
     groups = groups[groups["product_ids"].map(lambda ids: all(p in product_text for p in ids))].reset_index(drop=True)
     stats = {**stats, "rows": len(groups), "collapsed_grades": bool(collapse)}
     return groups_to_columns(groups, product_text, size=s2.max_group_size), group_keys(groups), stats
+
+
+def read_pair_file(path: str | Path) -> pd.DataFrame:
+    """Extra training pairs (``query``, ``product_id``), e.g. synthetic ones, from CSV/Parquet/JSONL."""
+    path = Path(path)
+    if path.suffix == ".parquet":
+        frame = pd.read_parquet(path)
+    elif path.suffix in (".jsonl", ".ndjson"):
+        frame = pd.read_json(path, lines=True)
+    else:
+        frame = pd.read_csv(path)
+    missing = {"query", "product_id"} - set(frame.columns)
+    if missing:
+        from shopsearch.data.errors import DataError
+
+        raise DataError(f"missing column(s) {sorted(missing)}; found {list(frame.columns)}", file=path)
+    frame["product_id"] = frame["product_id"].astype(str)
+    return frame

@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
 import torch
 
 from shopsearch.artifacts import atomic_write_text
@@ -251,21 +250,3 @@ def _choose(stages: dict[str, dict[str, Any]], order: list[str]) -> str:
         return order[-1]
     best = max(values)
     return next(s for s, v in reversed(scored) if v == best)
-
-
-def read_pair_file(path: str | Path) -> pd.DataFrame:
-    """Extra training pairs (``query``, ``product_id``), e.g. synthetic ones, from CSV/Parquet/JSONL."""
-    path = Path(path)
-    if path.suffix == ".parquet":
-        frame = pd.read_parquet(path)
-    elif path.suffix in (".jsonl", ".ndjson"):
-        frame = pd.read_json(path, lines=True)
-    else:
-        frame = pd.read_csv(path)
-    missing = {"query", "product_id"} - set(frame.columns)
-    if missing:
-        from shopsearch.data.errors import DataError
-
-        raise DataError(f"missing column(s) {sorted(missing)}; found {list(frame.columns)}", file=path)
-    frame["product_id"] = frame["product_id"].astype(str)
-    return frame
