@@ -31,3 +31,12 @@ def test_unknown_keys_and_bad_values_are_errors(tmp_path):
         merge_settings(tmp_path / "missing.yaml")
     with pytest.raises(ConfigError, match="unknown grade scheme"):
         merge_settings(None, data={"scheme": "stars"}).data.grade_scheme()
+
+
+def test_one_file_configures_every_command_but_unknown_sections_fail(tmp_path):
+    path = tmp_path / "shop.yaml"
+    path.write_text("data:\n  format: esci\ntrain:\n  stage1:\n    tau: 0.05\nserve:\n  port: 9000\n")
+    assert merge_settings(path).data.format == "esci"  # train/serve belong to their own commands
+    path.write_text("data:\n  format: esci\ntrian:\n  stage: '1'\n")
+    with pytest.raises(ConfigError, match="trian"):
+        merge_settings(path)

@@ -160,10 +160,15 @@ def read_config_file(path: str | Path | None) -> dict[str, Any]:
     return raw
 
 
+# Sections validated by their own command's settings (e.g. training.config.TrainConfig), so that one
+# file can configure every step; a section in neither place is still an error.
+COMMAND_SECTIONS = frozenset({"train", "synth", "serve", "ab"})
+
+
 def merge_settings(path: str | Path | None, **overrides: dict[str, Any]) -> ShopsearchConfig:
     """Defaults < config file < flags. ``overrides`` maps a section name to the flags given
     (``None`` values mean "flag not given" and are ignored)."""
-    raw = read_config_file(path)
+    raw = {k: v for k, v in read_config_file(path).items() if k not in COMMAND_SECTIONS}
     for section, flags in overrides.items():
         given = {k: v for k, v in flags.items() if v is not None and v != [] and v != ()}
         raw[section] = {**(raw.get(section) or {}), **given}

@@ -10,7 +10,7 @@ import pytest
 
 from shopsearch.data.schema import ESCI, HOME_DEPOT, Judgments
 from shopsearch.retrieval.base import NO_ID, NO_SCORE, SearchResult
-from shopsearch.training.mining import MiningConfig, complete_rows, mine_hard_negatives
+from shopsearch.training.mining import MiningConfig, fill_missing_negatives, mine_hard_negatives
 
 
 class FakeRetriever:
@@ -110,7 +110,21 @@ def test_fills_from_further_down_then_counts_shortfall():
     assert (
         stats["rows_short"] == 1 and stats["rows_without_negatives"] == 1 and stats["negatives_missing"] == 3
     )
-    assert complete_rows(out, 3).empty
+    filled, n = fill_missing_negatives(out, 3, ["pos", "far1", "far2", "x1", "x2", "x3", "x4"], seed=1)
+    row = filled[["negative_1", "negative_2", "negative_3"]].iloc[0].tolist()
+    assert n == 3 and "pos" not in row and len(set(row)) == 3
+
+
+def test_fill_missing_negatives_avoids_judged_products_and_is_seeded():
+    pairs = pairs_frame([("q1", "q", "p0"), ("q2", "r", "p1")]).assign(negative_1=["p5", None], negative_2=None)
+    judged = Judgments(pd.DataFrame({"query_id": ["q2", "q2"], "product_id": ["p2", "p3"], "grade": [0, 1]}), HOME_DEPOT)
+    ids = [f"p{i}" for i in range(8)]
+    a, n = fill_missing_negatives(pairs, 2, ids, judged, seed=3)
+    b, _ = fill_missing_negatives(pairs, 2, ids, judged, seed=3)
+    assert a.equals(b) and n == 3 and a.loc[0, "negative_1"] == "p5"
+    assert a.loc[0, "negative_2"] not in {"p0", "p5"}
+    assert not {a.loc[1, "negative_1"], a.loc[1, "negative_2"]} & {"p1", "p2", "p3"}
+    assert a.loc[1, "negative_1"] != a.loc[1, "negative_2"]
 
 
 def test_random_sampling_is_seeded_and_unindexed_positives_counted():

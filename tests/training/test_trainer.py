@@ -34,7 +34,7 @@ def _config(**over):
     base = {
         "seed": 3,
         "stage1": {"batch_size": 8, "hard_negatives": 1, "mining_top_k": 10},
-        "stage2": {"batch_size": 4, "max_group_size": 4},
+        "stage2": {"batch_size": 4, "max_group_size": 4, "hard_negatives": 1, "mining_top_k": 10},
         "dev": {"pool_size": None},
         "save_steps": 2,
         "logging_steps": 1,
@@ -60,6 +60,8 @@ def test_two_stages_write_a_sentence_transformers_model_that_reproduces_its_dev_
     assert set(manifest["stages"]) == {"1", "2"} and manifest["chosen_stage"] in ("1", "2")
     assert manifest["stages"]["1"]["data"]["mining"]["pairs"] > 0
     assert manifest["stages"]["2"]["data"]["rows"] > 0
+    assert manifest["stages"]["2"]["data"]["hard_negatives_added"] > 0  # unjudged, mined by the stage-1 model
+    assert manifest["stages"]["2"]["data"]["hard_negatives_already_judged"] == 0
     log = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert {r["stage"] for r in log} == {"1", "2"} and any("loss" in r for r in log)
     assert any("eval_dev_ndcg@10" in r for r in log)

@@ -54,6 +54,11 @@ class Stage2Settings(_Strict):
     max_per_grade: int = Field(3, ge=1)
     max_group_size: int = Field(8, ge=2)
     min_grades: int = Field(2, ge=2)
+    hard_negatives: int = Field(
+        0, ge=0, description="unjudged products mined per query with the stage-1 model, added at the bottom level"
+    )
+    mining_top_k: int = Field(30, ge=1)
+    mining_max_relative_score: float = Field(0.95, gt=0)
 
 
 class DevEvalSettings(_Strict):

@@ -199,7 +199,7 @@ def pairs_to_columns(
 ) -> datasets.Dataset:
     """``anchor, positive, negative_1..n`` texts, rows in ``pairs`` order. A missing negative is
     an error, not a silent "" (an empty text would enter the loss as a real product): drop short
-    rows first with :func:`~shopsearch.training.mining.complete_rows`, then take sampler keys from
+    rows first with :func:`~shopsearch.training.mining.fill_missing_negatives`, then take sampler keys from
     the same filtered frame."""
     import datasets
 
@@ -211,7 +211,7 @@ def pairs_to_columns(
         col = f"negative_{i}"
         if col not in pairs.columns or pairs[col].isna().any():
             missing = int(pairs[col].isna().sum()) if col in pairs.columns else len(pairs)
-            raise ValueError(f"{missing} pair(s) lack {col}; filter them first (mining.complete_rows)")
+            raise ValueError(f"{missing} pair(s) lack {col}; fill them first (mining.fill_missing_negatives)")
         columns[col] = [_text(product_text, p) for p in pairs[col]]
     return datasets.Dataset.from_dict(columns)
 

@@ -15,7 +15,8 @@ candidates are the query's dense top-k; dropped, each under the FIRST rule that 
 
 The first ``n_negatives`` survivors (or a seeded random choice of them) become ``negative_1..n``,
 hardest first. A pair short of n after ``top_k`` is re-mined at ``refill_top_k`` depth; still
-short, the slots stay None and are counted. Encoding is batched (``batch_size`` queries a call):
+short, the slots stay None and are counted; :func:`fill_missing_negatives` then fills them with
+random products, so no pair is lost. Encoding is batched (``batch_size`` queries a call):
 the catalogue side is the retriever's prebuilt index, so mining 8k queries against 55k products is
 one index build plus query encoding. Rule 4 compares the index's search scores with the
 positive's exact score: use a flat index for mining (an IVF-PQ score is approximate).
@@ -76,10 +77,46 @@ def negative_columns(n: int) -> list[str]:
     return [f"negative_{i}" for i in range(1, n + 1)]
 
 
-def complete_rows(pairs: pd.DataFrame, n_negatives: int) -> pd.DataFrame:
-    """The pairs that have all of ``negative_1..n`` (the others cannot fill a fixed-width row)."""
+def fill_missing_negatives(
+    pairs: pd.DataFrame,
+    n_negatives: int,
+    product_ids: Sequence[str],
+    judgments: Judgments | None = None,
+    seed: int = 0,
+) -> tuple[pd.DataFrame, int]:
+    """Fill empty ``negative_*`` slots with seeded random catalogue products, so no pair is lost.
+
+    A pair whose query has no trustworthy hard negative (its dense top-k is all positives or
+    near-positives) still teaches through its positive and the in-batch products; dropping it,
+    as a fixed-width row would otherwise force, lost a third of Home Depot's pairs. A random
+    product is an easy negative, never one judged for that query (any grade) nor one of its
+    positives; it is drawn again on a clash. Returns the filled table and the number of slots filled.
+    """
     cols = negative_columns(n_negatives)
-    return pairs[pairs[cols].notna().all(axis=1)].reset_index(drop=True)
+    out = pairs.reset_index(drop=True).copy()
+    missing = out[cols].isna().to_numpy()
+    if not missing.any():
+        return out, 0
+    ids = np.asarray([str(p) for p in product_ids], dtype=object)
+    taken: dict[str, set[str]] = {}
+    for qid, pid in zip(out["query_id"].astype(str), out["product_id"].astype(str), strict=True):
+        taken.setdefault(qid, set()).add(pid)
+    if judgments is not None:
+        j = judgments.df
+        for qid, pid in zip(j["query_id"].astype(str), j["product_id"].astype(str), strict=True):
+            if qid in taken:
+                taken[qid].add(pid)
+    rng = np.random.default_rng(seed)
+    rows, slots = np.nonzero(missing)
+    qids = out["query_id"].astype(str).to_numpy()
+    for row, slot in zip(rows, slots, strict=True):
+        # the row's own kept negatives are avoided too, so a row never holds one product twice
+        avoid = taken[qids[row]] | {str(v) for v in out.loc[row, cols] if v is not None and v == v}
+        pick = ids[rng.integers(len(ids))]
+        while pick in avoid:
+            pick = ids[rng.integers(len(ids))]
+        out.at[row, cols[slot]] = pick
+    return out, int(missing.sum())
 
 
 def mine_hard_negatives(

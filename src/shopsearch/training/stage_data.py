@@ -26,7 +26,7 @@ from shopsearch.training.groups import (
     groups_to_columns,
     pairs_to_columns,
 )
-from shopsearch.training.mining import MiningConfig, complete_rows, mine_hard_negatives
+from shopsearch.training.mining import MiningConfig, fill_missing_negatives, mine_hard_negatives
 from shopsearch.training.pairs import (
     PairConfig,
     merge_pairs,
@@ -77,11 +77,9 @@ def stage1_data(
         stats["merged"] = dict(pairs.attrs.get("stats", {}))
     n = s1.hard_negatives
     if n > 0:
-        vectors = encoder.encode([product_text[p] for p in train_set.catalog.ids], show_progress=True)
-        retriever = DenseRetriever(encoder, train_set.catalog.ids, vectors, query_cache_size=0)  # type: ignore[arg-type]
         pairs, mining = mine_hard_negatives(
             pairs,
-            retriever,
+            _catalogue_retriever(train_set, product_text, encoder),
             train_set.judgments,
             MiningConfig(
                 top_k=s1.mining_top_k,
@@ -91,17 +89,64 @@ def stage1_data(
                 seed=config.seed,
             ),
         )
-        before = len(pairs)
-        pairs = complete_rows(pairs, n)
-        stats["mining"] = {**mining, "pairs_without_enough_negatives": before - len(pairs)}
+        pairs, filled = fill_missing_negatives(
+            pairs, n, train_set.catalog.ids, train_set.judgments, seed=config.seed
+        )
+        stats["mining"] = {**mining, "negatives_filled_random": filled}
     stats["rows"] = len(pairs)
     return pairs_to_columns(pairs, product_text, n), pair_keys(pairs), stats
 
 
+def _catalogue_retriever(
+    train_set: Dataset, product_text: Mapping[str, str], encoder: ModelEncoder
+) -> DenseRetriever:
+    """The whole catalogue encoded by the model as it stands, searchable for mining."""
+    vectors = encoder.encode([product_text[p] for p in train_set.catalog.ids], show_progress=True)
+    return DenseRetriever(encoder, train_set.catalog.ids, vectors, query_cache_size=0)  # type: ignore[arg-type]
+
+
+def _group_hard_negatives(
+    train_set: Dataset, config: TrainConfig, product_text: Mapping[str, str], encoder: ModelEncoder
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Unjudged products the stage-1 model ranks high for each judged query, mined against the
+    query's best-graded product (same rules as stage 1). They join the groups at the bottom level:
+    full-corpus ranking is lost to exactly these products, which no judged group contains."""
+    s2 = config.stage2
+    best = (
+        train_set.judgments.df.sort_values(["query_id", "grade"], ascending=[True, False], kind="stable")
+        .drop_duplicates("query_id")[["query_id", "product_id"]]
+        .merge(train_set.queries.df[["query_id", "text"]].rename(columns={"text": "query"}), on="query_id")
+    )
+    best = best[best["product_id"].isin(set(product_text)) & (best["query"].fillna("").str.strip() != "")]
+    mined, stats = mine_hard_negatives(
+        best.reset_index(drop=True),
+        _catalogue_retriever(train_set, product_text, encoder),
+        train_set.judgments,
+        MiningConfig(
+            top_k=s2.mining_top_k,
+            n_negatives=s2.hard_negatives,
+            max_relative_score=s2.mining_max_relative_score,
+            # every judged product keeps its own grade in the group: none may be mined
+            exclude_top_grades=train_set.scheme.max_grade + 1,
+            refill_top_k=0,
+            seed=config.seed,
+        ),
+    )
+    return mined, stats
+
+
 def stage2_data(
-    train_set: Dataset, config: TrainConfig, product_text: Mapping[str, str]
+    train_set: Dataset,
+    config: TrainConfig,
+    product_text: Mapping[str, str],
+    encoder: ModelEncoder | None = None,
 ) -> tuple[Any, list[RowKeys], dict[str, Any]]:
     s2 = config.stage2
+    hard_negatives, mining = None, None
+    if s2.hard_negatives > 0:
+        if encoder is None:
+            raise ValueError("stage-2 hard negatives need the current model (encoder)")
+        hard_negatives, mining = _group_hard_negatives(train_set, config, product_text, encoder)
     scheme = train_set.scheme
     # Home Depot's 7 mean-rating grades are collapsed to 4 levels (groups.MEAN_RATING_4_LEVELS):
     # adjacent crowd means (2.33 vs 2.67) are too close to order reliably.
@@ -117,9 +162,12 @@ def stage2_data(
             collapse=collapse,
             min_top_grade=top,
         ),
+        hard_negatives=hard_negatives,
     )
     groups = groups[groups["product_ids"].map(lambda ids: all(p in product_text for p in ids))].reset_index(drop=True)
     stats = {**stats, "rows": len(groups), "collapsed_grades": bool(collapse)}
+    if mining is not None:
+        stats["mining"] = mining
     return groups_to_columns(groups, product_text, size=s2.max_group_size), group_keys(groups), stats
 
 

@@ -205,7 +205,7 @@ def train(
         if stage == "1":
             data, keys, stats = stage1_data(train_set, config, product_text, ModelEncoder(model))
         else:
-            data, keys, stats = stage2_data(train_set, config, product_text)
+            data, keys, stats = stage2_data(train_set, config, product_text, ModelEncoder(model))
         run = _run_stage(
             stage, model, data, keys, config, stage_dir, evaluator, log_path,
             resume=resume, show_progress=show_progress, extra_callbacks=extra_callbacks,

@@ -1,0 +1,74 @@
+"""One trained encoder on Home Depot `dev`, full corpus: dense, and hybrids with BM25 over a fusion sweep.
+
+The quick check behind every recipe decision of issue 3 (tune on `dev`, never on `test`):
+
+    .venv/bin/python benchmarks/homedepot_model_dev.py runs/hd/model [--out runs/hd/dev_eval.json]
+
+Product vectors are cached beside the model (``dev_product_vectors.npy``). Prints NDCG@10 /
+Recall@100 / MAP@10 of the dense model, of RRF fusion and of min-max weighted fusion at each
+dense weight of the sweep, with the paired randomisation p-value of each hybrid against BM25.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import numpy as np
+
+from shopsearch.artifacts import atomic_write_text
+from shopsearch.data import load_dataset
+from shopsearch.data.render import ProductTextRenderer
+from shopsearch.eval.protocols import evaluate
+from shopsearch.retrieval.bm25 import BM25Retriever
+from shopsearch.retrieval.dense import DenseRetriever
+from shopsearch.retrieval.encoder import SentenceEncoder
+from shopsearch.retrieval.fusion import HybridRetriever
+
+DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "home-depot"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("model", help="encoder directory (RUN/model), or 'bundled' for all-MiniLM-L6-v2")
+    ap.add_argument("--data", type=Path, default=DATA)
+    ap.add_argument("--weights", type=float, nargs="*", default=[0.3, 0.4, 0.5, 0.6, 0.7])
+    ap.add_argument("--out", type=Path, default=None)
+    args = ap.parse_args()
+
+    dev = load_dataset(catalog=args.data / "products.csv", judgments=args.data / "judgments_dev.csv", format="homedepot")
+    texts = ProductTextRenderer(fields=("title",)).render(dev.catalog)
+    ids = dev.catalog.ids
+    model = None if args.model == "bundled" else args.model
+    encoder = SentenceEncoder(model)
+    cache = None if model is None else Path(model) / ".." / "dev_product_vectors.npy"
+    if cache is not None and cache.is_file():
+        vectors = np.load(cache)
+    else:
+        vectors = encoder.encode(texts, show_progress=True)
+        if cache is not None:
+            np.save(cache, vectors)
+    bm25 = BM25Retriever(ids, texts)
+    dense = DenseRetriever(encoder, ids, vectors)
+    systems = {"bm25": bm25, "dense": dense, "hybrid:rrf": HybridRetriever([bm25, dense])}
+    for w in args.weights:
+        systems[f"hybrid:w{w:.2f}"] = HybridRetriever([bm25, dense], method="weighted", weights=[1 - w, w])
+    report = evaluate(systems, dev.queries, dev.judgments, baseline="bm25", show_progress=False)
+    full = report.to_dict()
+    for name, info in full["systems"].items():
+        m = info["metrics"]
+        p = next((c["p_value"] for c in full["comparisons"]  # the overall scope comes first
+                  if c["system"] == name and c["metric"] == "ndcg@10"), None)
+        print(f"{name:14s} ndcg@10 {m['ndcg@10']:.4f}  R@100 {m['recall@100']:.4f}  map@10 {m['map@10']:.4f}"
+              + (f"  p(ndcg vs bm25) {p:.2g}" if p is not None else ""))
+    if args.out:
+        atomic_write_text(args.out, json.dumps(full, indent=2, default=float))
+
+
+if __name__ == "__main__":
+    main()
