@@ -36,7 +36,11 @@ def tiny_shop(tmp_path_factory) -> Path:
 @pytest.mark.parametrize(
     ("command", "expected"),
     [
-        ([], ["data", "index", "search", "eval", "demo"]),
+        ([], ["data", "index", "search", "eval", "demo", "train", "serve"]),
+        (["serve"], ["--index", "--port", "--workers"]),
+        (["ab", "analyze"], ["--config"]),
+        (["ab", "simulate"], ["--demo"]),
+        (["sbs", "report"], ["GSB"]),
         (["eval"], ["--catalog", "--judgments", "--system", "--json", "--html", "--config", "--format"]),
         (["data", "import"], ["--out", "--on-error", "--scheme"]),
         (["index", "build"], ["--output", "--model", "--kind", "--nprobe"]),

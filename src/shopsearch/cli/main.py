@@ -8,7 +8,17 @@ import sys
 import typer
 
 from shopsearch import __version__
-from shopsearch.cli import data_cmd, demo_cmd, eval_cmd, index_cmd, search_cmd, train_cmd
+from shopsearch.cli import (
+    ab_cmd,
+    data_cmd,
+    demo_cmd,
+    eval_cmd,
+    index_cmd,
+    sbs_cmd,
+    search_cmd,
+    serve_cmd,
+    train_cmd,
+)
 from shopsearch.cli.common import console
 
 # Weights and data never come from a hub at run time.
@@ -30,6 +40,9 @@ cli.command("search")(search_cmd.search)
 cli.command("eval")(eval_cmd.evaluate)
 cli.command("train")(train_cmd.train)
 cli.command("demo")(demo_cmd.demo)
+cli.command("serve")(serve_cmd.serve)
+cli.add_typer(ab_cmd.app, name="ab")
+cli.add_typer(sbs_cmd.app, name="sbs")
 
 
 def _version(value: bool) -> None:

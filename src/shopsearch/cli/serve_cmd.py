@@ -1,0 +1,111 @@
+"""``shopsearch serve``: the search service (FastAPI + uvicorn) over an index directory."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from shopsearch.cli.common import ConfigOpt, FormatOpt, console
+
+
+def serve(
+    index: Annotated[
+        Path | None, typer.Option("--index", "-i", help="Index directory from `shopsearch index build`.")
+    ] = None,
+    host: Annotated[str | None, typer.Option(help="Interface to bind [default: 127.0.0.1; 0.0.0.0 = all].")] = None,
+    port: Annotated[int | None, typer.Option("--port", "-p", help="TCP port [default: 8000].")] = None,
+    workers: Annotated[
+        int | None, typer.Option(help="Worker processes, each with its own copy of the index [default: 1].")
+    ] = None,
+    admin_key_file: Annotated[
+        Path | None,
+        typer.Option(help="File holding the admin key for POST /admin/reload [default: $SHOPSEARCH_ADMIN_KEY]."),
+    ] = None,
+    judgments: Annotated[
+        Path | None, typer.Option(help="Judgments to show each result's grade on the web page.")
+    ] = None,
+    catalog: Annotated[
+        Path | None, typer.Option(help="Catalogue the judgments refer to, where the format needs one (products.csv).")
+    ] = None,
+    format: FormatOpt = None,
+    encoder: Annotated[
+        str | None, typer.Option(help="Query encoder: auto (ONNX export if one matches, else torch) | onnx | torch.")
+    ] = None,
+    onnx: Annotated[Path | None, typer.Option(help="ONNX export directory (shopsearch.models.export_onnx).")] = None,
+    int8: Annotated[bool | None, typer.Option("--int8/--fp32", help="Which ONNX graph [default: int8].")] = None,
+    k_max: Annotated[int | None, typer.Option(help="Largest k a request may ask for (at most 100).")] = None,
+    max_query_chars: Annotated[int | None, typer.Option(help="Longer queries are refused [default: 256].")] = None,
+    cache_size: Annotated[int | None, typer.Option(help="Result cache entries; 0 disables it [default: 4096].")] = None,
+    mmap: Annotated[
+        bool | None, typer.Option("--mmap/--no-mmap", help="Memory-map the index files [default: mmap].")
+    ] = None,
+    log_level: Annotated[str | None, typer.Option(help="critical | error | warning | info | debug.")] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Serve an index over HTTP: GET/POST /search (dense, bm25, hybrid; vertical and brand
+    filters), GET /products/{id}, /healthz, /readyz, /metrics (Prometheus), POST /admin/reload,
+    OpenAPI docs at /docs, and a search page at /. Settings: the `serve` section of --config,
+    overridden by flags."""
+    import uvicorn
+
+    from shopsearch.data.errors import ShopsearchError
+    from shopsearch.serve.app import create_app
+    from shopsearch.serve.holder import IndexHolder
+    from shopsearch.serve.judgments import JudgmentLookup
+    from shopsearch.serve.security import AdminKey
+    from shopsearch.serve.settings import SETTINGS_ENV, load_serve_settings
+
+    settings = load_serve_settings(
+        config,
+        index=index, host=host, port=port, workers=workers, admin_key_file=admin_key_file,
+        judgments=judgments, judgments_catalog=catalog, judgments_format=format, encoder=encoder, onnx=onnx,
+        int8=int8, k_max=k_max, max_query_chars=max_query_chars, cache_size=cache_size, mmap=mmap,
+        log_level=log_level,
+    )  # fmt: skip
+    if settings.index is None:
+        raise typer.BadParameter("give --index DIR (or `index:` in the serve section of --config)")
+    logging.basicConfig(level=settings.log_level.upper(), format="%(levelname)s:     %(name)s: %(message)s")
+    admin_key = AdminKey.from_sources(settings.admin_key_file)
+    # Load and check everything before binding the port: a bad index is a clean exit 2, not a crash loop.
+    holder = IndexHolder(settings)
+    with console.status(f"loading index {settings.index}"):
+        snapshot, _ = holder.reload(settings.index)
+    lookup = None
+    if settings.judgments is not None:
+        with console.status(f"loading judgments {settings.judgments}"):
+            try:
+                lookup = JudgmentLookup.load(
+                    settings.judgments, catalog=settings.judgments_catalog, format=settings.judgments_format
+                )
+            except ShopsearchError as exc:
+                raise ShopsearchError(f"--judgments: {exc} (the catalogue they refer to goes in --catalog)") from exc
+    enc = snapshot.encoder.kind if snapshot.encoder else "none (bm25 only)"
+    console.print(
+        f"[bold]{snapshot.n_products:,}[/] products, modes {', '.join(snapshot.modes)}, query encoder {enc}; "
+        f"admin reload {'on' if admin_key.enabled else 'off'}"
+        + (f"; {lookup.describe()['queries']:,} judged queries" if lookup else "")
+    )
+    console.print(f"search page: http://{settings.host}:{settings.port}/  API docs: /docs")
+    if settings.workers == 1:
+        app = create_app(settings, holder=holder, judgments=lookup, admin_key=admin_key)
+        uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level)
+        return
+    # Several workers: each process builds its own app (and index) from these settings.
+    console.print(
+        f"[yellow]{settings.workers} workers:[/] POST /admin/reload reaches one worker; send SIGHUP to the "
+        "server to restart every worker on the index directory"
+    )
+    del holder, snapshot, lookup
+    os.environ[SETTINGS_ENV] = settings.model_dump_json()
+    uvicorn.run(
+        "shopsearch.serve.app:app_from_env",
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        workers=settings.workers,
+        log_level=settings.log_level,
+    )

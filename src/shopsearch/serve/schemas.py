@@ -1,0 +1,117 @@
+"""Request and response bodies of the search service (they are also its OpenAPI schema)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from shopsearch.serve.settings import K_LIMIT
+
+Mode = Literal["dense", "bm25", "hybrid"]
+# Pydantic's own ceiling on a query's length, so a megabyte query is refused before any work;
+# the configured (lower) ``max_query_chars`` is checked by the search service.
+QUERY_HARD_LIMIT = 4096
+
+
+class SearchRequest(BaseModel):
+    """A search: ``POST /search`` takes it as JSON, ``GET /search`` as query parameters."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"q": "cordless drill", "k": 10}]})
+
+    q: str = Field(..., min_length=1, max_length=QUERY_HARD_LIMIT, description="the query text")
+    k: int | None = Field(None, ge=1, le=K_LIMIT, description="number of results (default: the service's k_default, 10)")
+    mode: Mode = Field("dense", description="dense (encoder + FAISS), bm25, or hybrid (rank fusion of both)")
+    vertical: str | None = Field(None, max_length=200, description="only products of this vertical")
+    brand: str | None = Field(None, max_length=200, description="only products of this brand")
+
+
+class SearchQueryParams(SearchRequest):
+    """``GET /search``: unknown query parameters (cache busters, tracking tags) are ignored."""
+
+    model_config = ConfigDict(extra="ignore")
+
+
+class Product(BaseModel):
+    """A product's display fields, as stored in the index's product table."""
+
+    product_id: str
+    title: str | None = None
+    brand: str | None = None
+    color: str | None = None
+    category: str | None = None
+    vertical: str | None = None
+
+
+class Hit(Product):
+    """One search result."""
+
+    rank: int = Field(..., ge=1)
+    score: float = Field(..., description="the retriever's score: cosine (dense), BM25, or fused (hybrid)")
+    grade: int | None = Field(None, description="the judged grade of (query, product), when judgments are loaded")
+
+
+class SearchResponse(BaseModel):
+    query: str = Field(..., description="the query as searched (whitespace collapsed)")
+    mode: Mode
+    k: int
+    filters: dict[str, str] = Field(default_factory=dict)
+    results: list[Hit]
+    judged: bool = Field(False, description="whether judgments for this query text are loaded")
+    cached: bool = Field(False, description="served from the result cache")
+    candidates: int | None = Field(None, description="unfiltered candidates scanned to apply the filters")
+    index_generation: int = Field(..., description="increases with every successful reload")
+    took_ms: float
+
+
+class Health(BaseModel):
+    status: Literal["ok"] = "ok"
+
+
+class Ready(BaseModel):
+    status: Literal["ready", "not ready"]
+    index: str | None = None
+    generation: int | None = None
+    n_products: int | None = None
+
+
+class IndexInfo(BaseModel):
+    """What is being served, for the web page and for operators."""
+
+    index: dict[str, Any]
+    modes: list[Mode]
+    k_default: int
+    k_max: int
+    max_query_chars: int
+    facets: dict[str, list[tuple[str, int]]] = Field(default_factory=dict)
+    judgments: dict[str, Any] | None = None
+    features: dict[str, bool] = Field(
+        default_factory=dict, description="optional parts switched on by extra routers, e.g. sbs, events"
+    )
+
+
+class ReloadRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    index: str | None = Field(None, max_length=4096, description="index directory; default: re-read the current one")
+
+
+class ReloadResponse(BaseModel):
+    status: Literal["reloaded"] = "reloaded"
+    index: str
+    generation: int
+    previous_generation: int | None
+    n_products: int
+    took_ms: float
+
+
+class ErrorDetail(BaseModel):
+    code: str = Field(..., description="machine-readable: invalid_request, malformed_json, not_found, ...")
+    message: str
+    details: list[dict[str, Any]] | None = None
+
+
+class ErrorResponse(BaseModel):
+    """Every 4xx/5xx answer has this body."""
+
+    error: ErrorDetail

@@ -1,0 +1,158 @@
+// shopsearch web page: a search box over GET /search, no framework, no build step.
+// All product text is inserted with textContent, never as HTML: catalogue data is not trusted.
+"use strict";
+
+(function () {
+  const $ = (id) => document.getElementById(id);
+  const form = $("search-form");
+  const statusLine = $("status");
+  const list = $("results");
+  const template = $("hit-template");
+  let inFlight = null; // AbortController of the search in progress: a newer one cancels it
+
+  // ---------------------------------------------------------------------------------------
+  // Extension point for the experiments package (A/B events, side-by-side view). It reads
+  // window.shopsearch.features (from GET /info), subscribes to results with onResults, and
+  // sends events with emit(), which posts to /events only when features.events is on.
+  // Nothing here knows the event schema: the experiments package defines it.
+  // ---------------------------------------------------------------------------------------
+  const shopsearch = {
+    features: {},
+    info: null,
+    last: null, // the last SearchResponse shown
+    listeners: [],
+    onResults(fn) { this.listeners.push(fn); },
+    emit(type, payload) {
+      if (!this.features.events) return false;
+      const body = JSON.stringify({ type, ...payload });
+      return navigator.sendBeacon("/events", new Blob([body], { type: "application/json" }));
+    },
+  };
+  window.shopsearch = shopsearch;
+
+  function setStatus(text, isError) {
+    statusLine.textContent = text;
+    statusLine.classList.toggle("error", Boolean(isError));
+  }
+
+  function currentParams() {
+    const params = new URLSearchParams();
+    params.set("q", $("q").value.trim());
+    params.set("mode", form.querySelector("input[name=mode]:checked").value);
+    params.set("k", $("k").value);
+    if ($("vertical").value) params.set("vertical", $("vertical").value);
+    if ($("brand").value.trim()) params.set("brand", $("brand").value.trim());
+    return params;
+  }
+
+  function gradeBadge(el, hit, judged, scheme) {
+    if (hit.grade !== null && hit.grade !== undefined) {
+      el.textContent = `grade ${hit.grade}`;
+      el.classList.add(hit.grade === 0 ? "g-zero" : (scheme && hit.grade >= scheme.relevant_min ? "g-high" : "g-mid"));
+      el.hidden = false;
+    } else if (judged) {
+      el.textContent = "unjudged";
+      el.classList.add("unjudged");
+      el.hidden = false;
+    }
+  }
+
+  function render(response) {
+    list.replaceChildren();
+    const scheme = shopsearch.info && shopsearch.info.judgments ? shopsearch.info.judgments.scheme : null;
+    for (const hit of response.results) {
+      const node = template.content.firstElementChild.cloneNode(true);
+      node.dataset.productId = hit.product_id;
+      node.querySelector(".title").textContent = hit.title || hit.product_id;
+      const attrs = [hit.brand, hit.color, hit.category, hit.vertical].filter((x) => x);
+      node.querySelector(".attrs").textContent = `${hit.product_id}${attrs.length ? " · " + attrs.join(" · ") : ""}`;
+      node.querySelector(".score").textContent = hit.score.toFixed(4);
+      gradeBadge(node.querySelector(".grade"), hit, response.judged, scheme);
+      list.appendChild(node);
+    }
+    const n = response.results.length;
+    const extra = [response.cached ? "cached" : null, response.judged ? "judged query" : null].filter((x) => x);
+    setStatus(`${n} result${n === 1 ? "" : "s"} · ${response.mode} · ${response.took_ms.toFixed(1)} ms` +
+      (extra.length ? ` · ${extra.join(", ")}` : ""));
+  }
+
+  async function search() {
+    const params = currentParams();
+    if (!params.get("q")) { setStatus("Type a query."); return; }
+    history.replaceState(null, "", `?${params}`);
+    if (inFlight) inFlight.abort();
+    inFlight = new AbortController();
+    setStatus("Searching…");
+    try {
+      const res = await fetch(`/search?${params}`, { signal: inFlight.signal, headers: { Accept: "application/json" } });
+      const body = await res.json();
+      if (!res.ok) {
+        list.replaceChildren();
+        setStatus(body.error ? body.error.message : `error ${res.status}`, true);
+        return;
+      }
+      shopsearch.last = body;
+      render(body);
+      for (const fn of shopsearch.listeners) {
+        try { fn(body); } catch (err) { console.error(err); }
+      }
+    } catch (err) {
+      if (err.name !== "AbortError") setStatus(`The service did not answer: ${err.message}`, true);
+    }
+  }
+
+  function fillOptions(select, values) {
+    for (const [value, count] of values) {
+      const option = document.createElement("option");
+      option.value = value;
+      option.textContent = select.tagName === "SELECT" ? `${value} (${count})` : value;
+      select.appendChild(option);
+    }
+  }
+
+  async function loadInfo() {
+    try {
+      const res = await fetch("/info");
+      if (!res.ok) throw new Error((await res.json()).error.message);
+      const info = await res.json();
+      shopsearch.info = info;
+      shopsearch.features = info.features || {};
+      for (const input of form.querySelectorAll("input[name=mode]")) {
+        input.disabled = !info.modes.includes(input.value);
+      }
+      const checked = form.querySelector("input[name=mode]:checked");
+      if (checked.disabled) form.querySelector("input[name=mode]:not(:disabled)").checked = true;
+      $("q").maxLength = info.max_query_chars;
+      for (const option of [...$("k").options]) option.disabled = Number(option.value) > info.k_max;
+      if ([...$("k").options].some((o) => Number(o.value) === info.k_default)) $("k").value = String(info.k_default);
+      fillOptions($("vertical"), (info.facets && info.facets.vertical) || []);
+      fillOptions($("brands"), (info.facets && info.facets.brand) || []);
+      const idx = info.index;
+      const enc = idx.encoder ? ` · encoder ${idx.encoder}` : "";
+      const judged = info.judgments ? ` · ${info.judgments.queries} judged queries (${info.judgments.scheme.name})` : "";
+      $("index-info").textContent =
+        `${idx.n_products.toLocaleString()} products · index generation ${idx.generation}${enc}${judged}`;
+      $("sbs").hidden = !shopsearch.features.sbs;
+    } catch (err) {
+      setStatus(`Could not read the index description: ${err.message}`, true);
+    }
+  }
+
+  function restoreFromUrl() {
+    const params = new URLSearchParams(location.search);
+    if (params.get("q")) $("q").value = params.get("q");
+    const mode = form.querySelector(`input[name=mode][value="${CSS.escape(params.get("mode") || "")}"]`);
+    if (mode && !mode.disabled) mode.checked = true;
+    if ([...$("k").options].some((o) => o.value === params.get("k"))) $("k").value = params.get("k");
+    if (params.get("vertical")) $("vertical").value = params.get("vertical");
+    if (params.get("brand")) $("brand").value = params.get("brand");
+    return Boolean(params.get("q"));
+  }
+
+  form.addEventListener("submit", (event) => { event.preventDefault(); search(); });
+  for (const input of form.querySelectorAll("input[name=mode], #k, #vertical")) {
+    input.addEventListener("change", () => { if ($("q").value.trim()) search(); });
+  }
+
+  loadInfo().then(() => { if (restoreFromUrl()) search(); });
+})();

@@ -1,0 +1,93 @@
+"""The fast path: an ONNX export in or next to the index is found, checked and used for queries."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from conftest import make_settings
+from fastapi.testclient import TestClient
+
+from shopsearch.data.errors import ShopsearchError
+from shopsearch.serve.app import create_app
+from shopsearch.serve.holder import IndexHolder
+from shopsearch.serve.settings import ServeSettings
+
+QUERIES = ["wireless headphones", "red dress", "kettle", "kids puzzle", "cordless drill"]
+
+
+@pytest.fixture(scope="module")
+def onnx_export(tmp_path_factory) -> Path:
+    """The bundled MiniLM exported to ONNX (fp32 + int8), once for this module."""
+    from shopsearch.models import export_onnx
+
+    out = tmp_path_factory.mktemp("onnx") / "minilm"
+    export_onnx("all-MiniLM-L6-v2", out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def index_with_onnx(index_a, onnx_export, tmp_path_factory) -> Path:
+    """index_a with the export inside it (INDEX/onnx): extra files the manifest does not list."""
+    out = tmp_path_factory.mktemp("served") / "index"
+    shutil.copytree(index_a, out)
+    shutil.copytree(onnx_export, out / "onnx")
+    return out
+
+
+def ranked(client, mode="dense", k=10):
+    return {q: client.get("/search", params={"q": q, "k": k, "mode": mode}).json()["results"] for q in QUERIES}
+
+
+def test_auto_serves_queries_with_the_int8_export(index_with_onnx, index_a):
+    auto = ServeSettings(index=index_with_onnx, encoder_threads=1)
+    with TestClient(create_app(auto)) as c:
+        assert c.get("/info").json()["index"]["encoder"] == "onnx-int8"
+        identity = c.app.state.shopsearch.holder.encoder_identity
+        assert identity.location == str((index_with_onnx / "onnx").resolve())
+        onnx_hits = ranked(c)
+        assert c.get("/search", params={"q": "tent", "mode": "hybrid"}).status_code == 200
+    with TestClient(create_app(make_settings(index_a))) as c:
+        torch_hits = ranked(c)
+    for q in QUERIES:  # int8 moves scores a little, not the neighbourhood
+        a = [h["product_id"] for h in onnx_hits[q]][:5]
+        b = [h["product_id"] for h in torch_hits[q]]
+        assert len(set(a) & set(b)) >= 4, q
+
+
+def test_fp32_export_reproduces_torch_scores(index_with_onnx, index_a):
+    with TestClient(create_app(ServeSettings(index=index_with_onnx, int8=False, encoder_threads=1))) as c:
+        assert c.get("/info").json()["index"]["encoder"] == "onnx-fp32"
+        fp32 = ranked(c)
+    with TestClient(create_app(make_settings(index_a))) as c:
+        torch = ranked(c)
+    for q in QUERIES:
+        assert [h["product_id"] for h in fp32[q]][:3] == [h["product_id"] for h in torch[q]][:3], q
+        assert fp32[q][0]["score"] == pytest.approx(torch[q][0]["score"], abs=1e-4)
+
+
+def test_explicit_onnx_dir_and_required_onnx(index_a, onnx_export):
+    holder = IndexHolder(ServeSettings(index=index_a, onnx=onnx_export, encoder_threads=1))
+    snapshot, _ = holder.reload(index_a)
+    assert snapshot.encoder.kind == "onnx-int8"
+    again, previous = holder.reload()  # a reload keeps the encoder: no model is opened again
+    assert previous is snapshot and again.retrievers["dense"].encoder is snapshot.retrievers["dense"].encoder
+    with pytest.raises(ShopsearchError, match="no usable ONNX export"):
+        IndexHolder(ServeSettings(index=index_a, encoder="onnx")).reload(index_a)
+
+
+def test_export_of_another_model_is_skipped_or_refused(index_a, onnx_export, tmp_path):
+    other = tmp_path / "other-onnx"
+    shutil.copytree(onnx_export, other)
+    manifest = json.loads((other / "manifest.json").read_text())
+    manifest["source_fingerprint"] = "0" * 64  # an export made from some other model
+    (other / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ShopsearchError, match="fingerprint"):
+        IndexHolder(ServeSettings(index=index_a, onnx=other)).reload(index_a)
+    served = tmp_path / "index"
+    shutil.copytree(index_a, served)
+    shutil.copytree(other, served / "onnx")
+    snapshot, _ = IndexHolder(ServeSettings(index=served, encoder="auto")).reload(served)
+    assert snapshot.encoder.kind == "torch"  # auto falls back instead of serving wrong vectors
