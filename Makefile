@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --upgrade pip
 	$(PIP) install torch==2.13.0
-	$(PIP) install -e ".[dev]"
+	CMAKE_BUILD_PARALLEL_LEVEL=2 $(PIP) install -e ".[dev,llm]"
 	touch $(STAMP)
 
 demo: install

@@ -1,0 +1,133 @@
+"""The business-specific relevance classifier as a judge: a cross-encoder scoring (query, product).
+
+METHOD.md part B, step 5 scores every synthetic (ORIGINAL query, product) pair with "a
+business-specific relevance classifier"; step 2 uses the same classifier to count good products in a
+rewrite's top-K. The model is a sentence-transformers ``CrossEncoder`` with one logit, fine-tuned from
+the bundled all-MiniLM-L6-v2 by :func:`~shopsearch.synthesis.judges.training.train_relevance_classifier`;
+its score is sigmoid(logit) in [0, 1]. A saved classifier is a plain CrossEncoder directory
+(``CrossEncoder(path)`` opens it) plus ``shopsearch_judge.json`` (the calibrated threshold and how it
+was obtained) and a checksummed ``manifest.json``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from shopsearch.artifacts import read_manifest
+from shopsearch.retrieval.encoder import resolve_model
+from shopsearch.synthesis.judges.base import JudgeError, check_pairs
+
+MANIFEST_KIND = "relevance-classifier"
+JUDGE_FILE = "shopsearch_judge.json"
+UNCALIBRATED_THRESHOLD = 0.5
+
+
+def cross_encoder_class() -> Any:
+    """``sentence_transformers.CrossEncoder``, after checking the version can also train it (>= 4)."""
+    try:
+        from sentence_transformers.cross_encoder import CrossEncoder, CrossEncoderTrainer  # noqa: F401
+    except ImportError:
+        import sentence_transformers
+
+        raise JudgeError(
+            "the relevance classifier needs sentence-transformers >= 4 (CrossEncoderTrainer); this environment "
+            f"has {sentence_transformers.__version__}: pip install -U 'sentence-transformers>=4'"
+        ) from None
+    return CrossEncoder
+
+
+def new_cross_encoder(base_model: str | Path | None = None, *, max_length: int = 64, device: str | None = None) -> Any:
+    """A ``CrossEncoder`` with one output logit from a local model directory (bundled MiniLM by default).
+
+    From a bi-encoder directory sentence-transformers keeps the transformer body and draws a new
+    classification head, so seed torch before calling this for reproducible runs.
+    """
+    cls = cross_encoder_class()
+    _, path = resolve_model(base_model)
+    try:
+        return cls(str(path), num_labels=1, max_length=max_length, device=device, local_files_only=True)
+    except Exception as exc:  # OSError, ValueError, safetensors errors...
+        raise JudgeError(f"could not build a cross-encoder from {path}: {exc}") from exc
+
+
+class CrossEncoderJudge:
+    """A cross-encoder as a :class:`~shopsearch.synthesis.judges.base.RelevanceJudge`.
+
+    ``score`` = sigmoid(logit) in [0, 1]; :meth:`load` takes ``threshold`` from the dev calibration
+    saved with the model unless one is given.
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        *,
+        threshold: float = UNCALIBRATED_THRESHOLD,
+        batch_size: int = 64,
+        name: str = "business",
+        info: dict[str, Any] | None = None,
+    ) -> None:
+        self.model = model
+        self.threshold = float(threshold)
+        self.batch_size = batch_size
+        self.name = name
+        self.info = dict(info or {})
+
+    @classmethod
+    def load(
+        cls,
+        path: str | Path,
+        *,
+        threshold: float | None = None,
+        device: str | None = "cpu",
+        batch_size: int = 64,
+        name: str = "business",
+        verify: bool = True,
+    ) -> CrossEncoderJudge:
+        """Open a directory written by ``train_relevance_classifier`` (kind and checksums verified)."""
+        ce = cross_encoder_class()
+        path = Path(path)
+        manifest = read_manifest(path, kind=MANIFEST_KIND, verify=verify)
+        saved = json.loads((path / JUDGE_FILE).read_text(encoding="utf-8"))
+        try:
+            model = ce(str(path), device=device, local_files_only=True)
+        except Exception as exc:
+            raise JudgeError(f"could not load the relevance classifier at {path}: {exc}") from exc
+        info = {
+            "path": str(path.resolve()),
+            "calibrated": saved.get("calibrated", False),
+            "calibration": saved.get("calibration"),
+            "created": manifest.get("created"),
+        }
+        return cls(
+            model,
+            threshold=float(saved["threshold"]) if threshold is None else threshold,
+            batch_size=batch_size,
+            name=name,
+            info=info,
+        )
+
+    def score(self, queries: Sequence[str], product_texts: Sequence[str]) -> np.ndarray:
+        q, t = check_pairs(queries, product_texts)
+        if not q:
+            return np.zeros(0, dtype=np.float32)
+        import torch
+
+        scores = self.model.predict(
+            list(zip(q, t, strict=True)),
+            batch_size=self.batch_size,
+            show_progress_bar=False,
+            activation_fn=torch.nn.Sigmoid(),  # probabilities, whatever activation a saved config holds
+            convert_to_numpy=True,
+        )
+        return np.asarray(scores, dtype=np.float32).reshape(-1)
+
+    def accepts(self, queries: Sequence[str], product_texts: Sequence[str]) -> np.ndarray:
+        return self.score(queries, product_texts) >= self.threshold
+
+    def describe(self) -> dict[str, Any]:
+        return {"kind": "cross-encoder", "name": self.name, "threshold": self.threshold, **self.info}
