@@ -1,7 +1,9 @@
 """The ablation ladder of Paper A on Home Depot `dev` (issue 3): each training step's contribution.
 
-Rows: off-the-shelf -> stage 1 plain InfoNCE -> + false-negative mask -> + hard negatives -> + ROAR
-(stage 2 from the previous row); and stage 2 with ROAR replaced by Bradley-Terry and by ListMLE.
+Rows: off-the-shelf -> stage 1 plain InfoNCE -> + false-negative mask (the default stage 1) -> + mined
+hard negatives in stage 1; stage 2 from the default stage 1: ROAR on judged groups only, ROAR with mined
+unjudged negatives in the groups (the default stage 2), and that with ROAR replaced by Bradley-Terry and
+by ListMLE.
 Every row is trained on `train` with `shopsearch.training.train`, evaluated on `dev` over the full
 catalogue (protocol of ../shared/data/home-depot/README.md), dense and hybrid (BM25 + the row's
 encoder), with the adjacent-grade ordering accuracy and a paired test against the row before.
@@ -46,15 +48,18 @@ from shopsearch.training.trainer import train
 HERE = Path(__file__).resolve().parent
 DATA = HERE.parent.parent / "shared" / "data" / "home-depot"
 
-# name -> (previous row, train config overrides); stage 2 rows start from their previous row's model.
+# name -> (previous row, train config overrides on top of the defaults); stage-2 rows start from
+# their previous row's model, and each row is tested against its previous row. The default recipe
+# is s1_mask then s2_roar; s1_mask_hn and s2_roar_judged_only are the steps it leaves out.
 LADDER: dict[str, tuple[str | None, dict[str, Any]]] = {
     "off_the_shelf": (None, {}),
-    "s1_infonce": ("off_the_shelf", {"stage": "1", "stage1": {"loss": "infonce", "tau": 0.05, "hard_negatives": 0}}),
-    "s1_mask": ("s1_infonce", {"stage": "1", "stage1": {"loss": "masked_infonce", "hard_negatives": 0}}),
-    "s1_mask_hn": ("s1_mask", {"stage": "1", "stage1": {"loss": "masked_infonce"}}),
-    "s2_roar": ("s1_mask_hn", {"stage": "2", "stage2": {"loss": "roar"}}),
-    "s2_bradley_terry": ("s1_mask_hn", {"stage": "2", "stage2": {"loss": "bradley_terry"}}),
-    "s2_listmle": ("s1_mask_hn", {"stage": "2", "stage2": {"loss": "listmle"}}),
+    "s1_infonce": ("off_the_shelf", {"stage": "1", "stage1": {"loss": "infonce"}}),
+    "s1_mask": ("s1_infonce", {"stage": "1"}),
+    "s1_mask_hn": ("s1_mask", {"stage": "1", "stage1": {"hard_negatives": 1}}),
+    "s2_roar_judged_only": ("s1_mask", {"stage": "2", "stage2": {"hard_negatives": 0}}),
+    "s2_roar": ("s1_mask", {"stage": "2"}),
+    "s2_bradley_terry": ("s1_mask", {"stage": "2", "stage2": {"loss": "bradley_terry"}}),
+    "s2_listmle": ("s1_mask", {"stage": "2", "stage2": {"loss": "listmle"}}),
 }
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import shutil
 import threading
@@ -13,8 +12,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-import uvicorn
-from conftest import ADMIN_KEY, make_settings
+from conftest import ADMIN_KEY, live_server, make_settings
 from fastapi.testclient import TestClient
 
 from shopsearch.retrieval.encoder import model_fingerprint, resolve_model
@@ -161,24 +159,6 @@ def test_index_of_another_model_or_dimension_is_refused_with_409(app_client, sho
     assert app_client.get("/readyz").json() | {"index": None} == {
         "status": "ready", "index": None, "generation": 1, "n_products": 300
     }
-
-
-@contextlib.contextmanager
-def live_server(app):
-    """The app under a real uvicorn server on a free loopback port, in a thread."""
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", access_log=False))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
 
 
 def test_reloads_under_concurrent_load_drop_no_request(index_a, index_b):

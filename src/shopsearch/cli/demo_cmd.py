@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import shlex
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -33,11 +34,17 @@ def demo(
     ] = 20000,
     train: Annotated[bool, typer.Option("--train/--no-train", help="Train the two-stage encoder on the demo's train queries.")] = True,
     dev_fraction: Annotated[float, typer.Option(help="Share of the queries held out for evaluation.")] = 0.2,
+    serve: Annotated[
+        bool, typer.Option("--serve/--no-serve", help="Then start the search service and page on the demo index.")
+    ] = False,
+    host: Annotated[str, typer.Option(help="With --serve: interface to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="With --serve: TCP port.")] = 8000,
 ) -> None:
     """Generate the SYNTHETIC demo shop, import it, build BM25 + dense indexes, train the two-stage
     encoder (masked InfoNCE, then ROAR) on its train queries, and evaluate BM25, the off-the-shelf
     encoder, the trained one and the hybrid on the held-out queries per stratum with significance
-    tests; writes a JSON/Markdown/HTML report. Needs no data of your own and no network."""
+    tests; writes a JSON/Markdown/HTML report. Needs no data of your own and no network. With
+    --serve, then serves the demo index (search page with grades, events, side-by-side judging)."""
     from shopsearch.cli.train_cmd import split_by_query
     from shopsearch.config import DataSettings, EvalSettings, ShopsearchConfig
     from shopsearch.data.demo import DemoShopConfig, generate_demo_shop
@@ -90,3 +97,31 @@ def demo(
     console.print(f"JSON: {output / 'report.json'}   Markdown: {output / 'report.md'}")
     console.print(f'try: shopsearch search --index {index_dir} "black leather sofa"')
     console.print(f"done in {time.perf_counter() - start:.0f} s")
+    options = serve_options(output, index_dir, data_dir)
+    if not serve:
+        console.print("search page, event log and side-by-side judging on the demo index:")
+        console.print(f"  {serve_command(options)}", soft_wrap=True, highlight=False)
+        console.print("  then open http://127.0.0.1:8000/   (or run: shopsearch demo --serve)", highlight=False)
+        return
+    from shopsearch.cli.serve_cmd import serve as run_server
+
+    console.rule("[bold]serving the demo index[/] — Ctrl+C stops it")
+    console.print(f"open http://{host}:{port}/", highlight=False)
+    run_server(host=host, port=port, **options)  # prints the URL again once the index is loaded
+
+
+def serve_options(output: Path, index_dir: Path, data_dir: Path) -> dict[str, Any]:
+    """``shopsearch serve`` settings for the demo's outputs: its index, its judgments (grades on the
+    page), and event and side-by-side stores beside them."""
+    return {
+        "index": index_dir,
+        "judgments": data_dir,
+        "format": "shopsearch",
+        "events_db": output / "events.db",
+        "sbs_db": output / "sbs.db",
+    }
+
+
+def serve_command(options: dict[str, Any]) -> str:
+    """The ``shopsearch serve`` command line for ``options`` (paths quoted for a POSIX shell)."""
+    return "shopsearch serve " + " ".join(f"--{k.replace('_', '-')} {shlex.quote(str(v))}" for k, v in options.items())

@@ -44,18 +44,37 @@ def serve(
         bool | None, typer.Option("--mmap/--no-mmap", help="Memory-map the index files [default: mmap].")
     ] = None,
     log_level: Annotated[str | None, typer.Option(help="critical | error | warning | info | debug.")] = None,
+    events_db: Annotated[
+        Path | None, typer.Option(help="Event store (SQLite) for POST /events: the page logs impressions and clicks.")
+    ] = None,
+    sbs_db: Annotated[
+        Path | None, typer.Option(help="Side-by-side verdict store (SQLite): turns on /sbs/* and the page's SBS view.")
+    ] = None,
+    experiment: Annotated[
+        Path | None,
+        typer.Option(help="Config file whose `ab` section is the A/B or interleaving experiment to serve."),
+    ] = None,
     config: ConfigOpt = None,
 ) -> None:
     """Serve an index over HTTP: GET/POST /search (dense, bm25, hybrid; vertical and brand
     filters), GET /products/{id}, /healthz, /readyz, /metrics (Prometheus), POST /admin/reload,
-    OpenAPI docs at /docs, and a search page at /. Settings: the `serve` section of --config,
+    OpenAPI docs at /docs, and a search page at /. With --events-db: POST /events; with --sbs-db:
+    side-by-side judging (/sbs/pair, /sbs/verdict); with --experiment: searches carrying a
+    user_id/session_id are served by their variant. Settings: the `serve` section of --config,
     overridden by flags."""
+    import secrets
+
     import uvicorn
 
     from shopsearch.data.errors import ShopsearchError
+    from shopsearch.experiments.assignment import ExperimentConfig
+    from shopsearch.experiments.events import EventStore
+    from shopsearch.experiments.sbs import SbsStore
     from shopsearch.serve.app import create_app
+    from shopsearch.serve.experiment import ExperimentRuntime, default_index
     from shopsearch.serve.holder import IndexHolder
     from shopsearch.serve.judgments import JudgmentLookup
+    from shopsearch.serve.sbs_tokens import SBS_SECRET_ENV
     from shopsearch.serve.security import AdminKey
     from shopsearch.serve.settings import SETTINGS_ENV, load_serve_settings
 
@@ -64,8 +83,11 @@ def serve(
         index=index, host=host, port=port, workers=workers, admin_key_file=admin_key_file,
         judgments=judgments, judgments_catalog=catalog, judgments_format=format, encoder=encoder, onnx=onnx,
         int8=int8, k_max=k_max, max_query_chars=max_query_chars, cache_size=cache_size, mmap=mmap,
-        log_level=log_level,
+        log_level=log_level, events_db=events_db, sbs_db=sbs_db, experiment=experiment,
     )  # fmt: skip
+    exp_config = ExperimentConfig.from_file(settings.experiment) if settings.experiment is not None else None
+    if settings.index is None and exp_config is not None:
+        settings.index = default_index(settings, exp_config)
     if settings.index is None:
         raise typer.BadParameter("give --index DIR (or `index:` in the serve section of --config)")
     logging.basicConfig(level=settings.log_level.upper(), format="%(levelname)s:     %(name)s: %(message)s")
@@ -74,6 +96,11 @@ def serve(
     holder = IndexHolder(settings)
     with console.status(f"loading index {settings.index}"):
         snapshot, _ = holder.reload(settings.index)
+    runtime = None
+    if exp_config is not None:
+        runtime = ExperimentRuntime(exp_config, settings, holder)
+        with console.status(f"loading the indexes of experiment {exp_config.name}"):
+            runtime.load()
     lookup = None
     if settings.judgments is not None:
         with console.status(f"loading judgments {settings.judgments}"):
@@ -89,9 +116,23 @@ def serve(
         f"admin reload {'on' if admin_key.enabled else 'off'}"
         + (f"; {lookup.describe()['queries']:,} judged queries" if lookup else "")
     )
+    if runtime is not None:
+        d = runtime.describe()
+        arms = ", ".join(f"{v['name']} ({v['index']}, {v['mode']}, {v['split']:.0%})" for v in d["variants"])
+        console.print(f"experiment [bold]{d['name']}[/] ({d['design']}, by {d['unit']}): {arms}; "
+                      f"{len(runtime.holders)} index(es) loaded")
+    # Open each store once now: an unwritable path is a clean exit 2, not a failed worker start-up.
+    for path, store_class, what in ((settings.events_db, EventStore, "events"),
+                                    (settings.sbs_db, SbsStore, "side-by-side verdicts")):
+        if path is not None:
+            store_class(path).close()
+            console.print(f"{what} -> {path}")
     console.print(f"search page: http://{settings.host}:{settings.port}/  API docs: /docs")
+    # Workers must agree on the side-by-side token secret, or a verdict sent to another worker
+    # than the one that issued its pair would be refused.
+    os.environ.setdefault(SBS_SECRET_ENV, secrets.token_urlsafe(32))
     if settings.workers == 1:
-        app = create_app(settings, holder=holder, judgments=lookup, admin_key=admin_key)
+        app = create_app(settings, holder=holder, judgments=lookup, admin_key=admin_key, experiment=runtime)
         uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level)
         return
     # Several workers: each process builds its own app (and index) from these settings.
@@ -99,7 +140,7 @@ def serve(
         f"[yellow]{settings.workers} workers:[/] POST /admin/reload reaches one worker; send SIGHUP to the "
         "server to restart every worker on the index directory"
     )
-    del holder, snapshot, lookup
+    del holder, snapshot, lookup, runtime
     os.environ[SETTINGS_ENV] = settings.model_dump_json()
     uvicorn.run(
         "shopsearch.serve.app:app_from_env",

@@ -4,7 +4,10 @@
 Modules: ``settings`` (ServeSettings), ``schemas`` (request/response bodies), ``holder`` (the served
 index and its atomic swap), ``encoders`` (ONNX or torch query encoder, compatibility checks),
 ``search_service`` (query checks, cache, filters), ``products``, ``judgments``, ``metrics``,
-``security`` (admin key), ``errors``, ``app`` (factory and routes), ``static/`` (the web page).
+``security`` (admin key), ``errors``, ``context`` (what routes share), ``app`` (factory, search,
+ops and admin routes), ``experiment`` (A/B and interleaving in the search path), ``routes_events``
+(``POST /events``), ``routes_sbs`` + ``sbs_tokens`` + ``systems`` (side-by-side judging),
+``static/`` (the web page: ``app.js``, ``events.js``, ``sbs.js``).
 """
 
 from shopsearch.serve.app import ServeContext, create_app, get_context, include_routers

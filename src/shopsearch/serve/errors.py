@@ -9,6 +9,7 @@ over-long bodies 413, unknown routes 404. Validation details never echo the clie
 from __future__ import annotations
 
 import logging
+import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
@@ -18,6 +19,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from shopsearch.experiments.storage import StoreError
 from shopsearch.serve.holder import NotReadyError
 from shopsearch.serve.search_service import InvalidQueryError
 
@@ -88,6 +90,14 @@ async def _on_not_ready(request: Request, exc: NotReadyError) -> JSONResponse:
     return error_response(503, "not_ready", str(exc), headers={"Retry-After": "1"})
 
 
+async def _on_store_error(request: Request, exc: StoreError | sqlite3.Error) -> JSONResponse:
+    # the event or SBS store could not commit (disk full, locked past the busy timeout): nothing
+    # was acknowledged, so the client may retry; the path stays in the log, not in the answer
+    log.error("store error on %s %s: %s", request.method, request.url.path, exc)
+    return error_response(503, "store_unavailable", "the store could not record this; retry later",
+                          headers={"Retry-After": "5"})
+
+
 async def _on_unexpected(request: Request, exc: Exception) -> JSONResponse:
     log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return error_response(500, "internal_error", "the server failed on this request; its log has the details")
@@ -135,4 +145,6 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ApiError, _on_api_error)  # type: ignore[arg-type]
     app.add_exception_handler(InvalidQueryError, _on_invalid_query)  # type: ignore[arg-type]
     app.add_exception_handler(NotReadyError, _on_not_ready)  # type: ignore[arg-type]
+    app.add_exception_handler(StoreError, _on_store_error)  # type: ignore[arg-type]
+    app.add_exception_handler(sqlite3.Error, _on_store_error)  # type: ignore[arg-type]
     app.add_exception_handler(Exception, _on_unexpected)

@@ -166,6 +166,20 @@ class IndexHolder:
     def encoder_identity(self) -> EncoderIdentity | None:
         return self._identity
 
+    @property
+    def has_encoder(self) -> bool:
+        return self._encoder is not None
+
+    def adopt_encoder(self, other: IndexHolder | None) -> None:
+        """Query with ``other``'s encoder (None: open one's own on the next load), so holders of
+        several indexes built with one model hold one model in memory. The next load still checks
+        the index against that encoder and refuses another model (:class:`IndexMismatchError`)."""
+        with self._reload_lock:
+            if other is None:
+                self._encoder, self._identity = None, None
+            else:
+                self._encoder, self._identity = other._encoder, other._identity
+
     def reload(self, directory: str | Path | None = None) -> tuple[ServingIndex, ServingIndex | None]:
         """Load ``directory`` (default: the current index's directory again), check it, warm it,
         swap it in; return ``(new, old)``. Raises without touching the current index on failure."""

@@ -69,6 +69,12 @@ class ServeMetrics:
             ["mode"], buckets=LATENCY_BUCKETS, registry=r,
         )  # fmt: skip
         self.reloads = Counter("shopsearch_index_reloads", "index reloads by outcome", ["outcome"], registry=r)
+        # experiments: label values come from the experiment config and fixed lists, never from clients
+        self.experiment_searches = Counter(
+            "shopsearch_experiment_searches", "searches served in the experiment, by variant", ["variant"], registry=r
+        )
+        self.events = Counter("shopsearch_events", "shopper events received by POST /events, by action", ["action"], registry=r)
+        self.verdicts = Counter("shopsearch_sbs_verdicts", "side-by-side verdicts recorded", ["verdict"], registry=r)
         r.register(_IndexCollector(holder))
 
     def observe_search(self, mode: str, cached: bool, seconds: float) -> None:

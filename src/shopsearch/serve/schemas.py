@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+import uuid
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from shopsearch.serve.settings import K_LIMIT
 
@@ -12,6 +13,10 @@ Mode = Literal["dense", "bm25", "hybrid"]
 # Pydantic's own ceiling on a query's length, so a megabyte query is refused before any work;
 # the configured (lower) ``max_query_chars`` is checked by the search service.
 QUERY_HARD_LIMIT = 4096
+# Shopper, session and event ids: any text without control characters (they end up in logs and
+# in the event store), short enough that a client cannot bloat either.
+ID_PATTERN = r"^[^\x00-\x1f\x7f]+$"
+UnitId = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=ID_PATTERN)]
 
 
 class SearchRequest(BaseModel):
@@ -24,6 +29,12 @@ class SearchRequest(BaseModel):
     mode: Mode = Field("dense", description="dense (encoder + FAISS), bm25, or hybrid (rank fusion of both)")
     vertical: str | None = Field(None, max_length=200, description="only products of this vertical")
     brand: str | None = Field(None, max_length=200, description="only products of this brand")
+    user_id: UnitId | None = Field(
+        None, description="the shopper (or header X-User-Id): assigns a variant when a user experiment runs"
+    )
+    session_id: UnitId | None = Field(
+        None, description="the session (or header X-Session-Id): assigns a variant when a session experiment runs"
+    )
 
 
 class SearchQueryParams(SearchRequest):
@@ -49,11 +60,16 @@ class Hit(Product):
     rank: int = Field(..., ge=1)
     score: float = Field(..., description="the retriever's score: cosine (dense), BM25, or fused (hybrid)")
     grade: int | None = Field(None, description="the judged grade of (query, product), when judgments are loaded")
+    team: str | None = Field(None, description="interleaving: the variant whose ranking contributed this result")
 
 
 class SearchResponse(BaseModel):
     query: str = Field(..., description="the query as searched (whitespace collapsed)")
-    mode: Mode
+    query_id: str = Field(
+        default_factory=lambda: uuid.uuid4().hex,
+        description="names this results page; events about it (POST /events) carry it as query_id",
+    )
+    mode: Mode | Literal["interleaved"] = Field(..., description="the mode searched ('interleaved': two variants merged)")
     k: int
     filters: dict[str, str] = Field(default_factory=dict)
     results: list[Hit]
@@ -62,6 +78,8 @@ class SearchResponse(BaseModel):
     candidates: int | None = Field(None, description="unfiltered candidates scanned to apply the filters")
     index_generation: int = Field(..., description="increases with every successful reload")
     took_ms: float
+    experiment: str | None = Field(None, description="the experiment this search was served in, if any")
+    variant: str | None = Field(None, description="the unit's variant ('interleaved' for an interleaving experiment)")
 
 
 class Health(BaseModel):
@@ -87,6 +105,9 @@ class IndexInfo(BaseModel):
     judgments: dict[str, Any] | None = None
     features: dict[str, bool] = Field(
         default_factory=dict, description="optional parts switched on by extra routers, e.g. sbs, events"
+    )
+    experiment: dict[str, Any] | None = Field(
+        None, description="the experiment served (name, design, unit, variants), when one runs"
     )
 
 

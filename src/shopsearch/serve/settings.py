@@ -57,6 +57,13 @@ class ServeSettings(BaseModel):
     judgments: Path | None = Field(None, description="judgments to show grades on the web page")
     judgments_catalog: Path | None = Field(None, description="catalogue the judgments refer to, where the format needs one")
     judgments_format: str | None = Field(None, description="format of the judgments (default: detected)")
+    # experiments: each store and the experiment switch on their part of the API and the page
+    events_db: Path | None = Field(None, description="event store (SQLite) for POST /events: impressions, clicks")
+    sbs_db: Path | None = Field(None, description="side-by-side verdict store (SQLite) for /sbs/*")
+    experiment: Path | None = Field(
+        None, description="config file whose `ab` section is the A/B or interleaving experiment to serve"
+    )
+    sbs_token_ttl_s: int = Field(86_400, ge=60, description="how long a side-by-side pair token stays valid")
 
     @model_validator(mode="after")
     def _consistent(self) -> ServeSettings:

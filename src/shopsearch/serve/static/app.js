@@ -11,21 +11,60 @@
   let inFlight = null; // AbortController of the search in progress: a newer one cancels it
 
   // ---------------------------------------------------------------------------------------
-  // Extension point for the experiments package (A/B events, side-by-side view). It reads
-  // window.shopsearch.features (from GET /info), subscribes to results with onResults, and
-  // sends events with emit(), which posts to /events only when features.events is on.
-  // Nothing here knows the event schema: the experiments package defines it.
+  // Extension point for the experiment parts of the page (events.js, sbs.js). They read
+  // window.shopsearch.features (from GET /info; `ready` resolves once it is read), subscribe to
+  // every result list shown with onResults, and send shopper events with emit()/emitMany(),
+  // which post to /events only when features.events is on.
   // ---------------------------------------------------------------------------------------
+  const EVENT_CHUNK = 20; // events per request: a batch stays well under the service's body limit
+
+  function randomId() {
+    if (window.crypto && crypto.randomUUID) return crypto.randomUUID();
+    const bytes = new Uint8Array(16);
+    crypto.getRandomValues(bytes);
+    return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+  }
+
+  // A shopper id kept by this browser and a session id kept by this tab: with an experiment
+  // running, the service assigns the variant from one of them (sticky), and events carry both.
+  function storedId(storage, key) {
+    try {
+      let id = storage().getItem(key);
+      if (!id) { id = randomId(); storage().setItem(key, id); }
+      return id;
+    } catch (err) {
+      return randomId(); // storage disabled: an id for this page only
+    }
+  }
+
   const shopsearch = {
     features: {},
     info: null,
     last: null, // the last SearchResponse shown
     listeners: [],
+    ready: null, // a Promise, resolved once GET /info has been read
+    userId: storedId(() => window.localStorage, "shopsearch.user"),
+    sessionId: storedId(() => window.sessionStorage, "shopsearch.session"),
     onResults(fn) { this.listeners.push(fn); },
-    emit(type, payload) {
-      if (!this.features.events) return false;
-      const body = JSON.stringify({ type, ...payload });
-      return navigator.sendBeacon("/events", new Blob([body], { type: "application/json" }));
+    // One event: emit("click", {query_id, object_id, position, ...}).
+    emit(type, payload) { return this.emitMany([{ action_name: type, ...payload }]); },
+    // A batch, in chunks; resolves true when the service stored every chunk (acknowledged =
+    // durable). keepalive lets a click's event finish while the link opens.
+    emitMany(events) {
+      if (!this.features.events || !events.length) return Promise.resolve(false);
+      const ids = { user_id: this.userId, session_id: this.sessionId };
+      const posts = [];
+      for (let i = 0; i < events.length; i += EVENT_CHUNK) {
+        const chunk = events.slice(i, i + EVENT_CHUNK).map((e) => ({ ...ids, ...e }));
+        posts.push(fetch("/events", {
+          method: "POST", keepalive: true, headers: { "Content-Type": "application/json" },
+          body: JSON.stringify({ events: chunk }),
+        }).then((res) => {
+          if (!res.ok) res.text().then((t) => console.warn("events refused:", res.status, t));
+          return res.ok;
+        }, (err) => { console.warn("events not sent:", err); return false; }));
+      }
+      return Promise.all(posts).then((oks) => oks.every(Boolean));
     },
   };
   window.shopsearch = shopsearch;
@@ -63,7 +102,9 @@
     for (const hit of response.results) {
       const node = template.content.firstElementChild.cloneNode(true);
       node.dataset.productId = hit.product_id;
-      node.querySelector(".title").textContent = hit.title || hit.product_id;
+      const title = node.querySelector(".title");
+      title.textContent = hit.title || hit.product_id;
+      title.href = `/products/${encodeURIComponent(hit.product_id)}`;
       const attrs = [hit.brand, hit.color, hit.category, hit.vertical].filter((x) => x);
       node.querySelector(".attrs").textContent = `${hit.product_id}${attrs.length ? " · " + attrs.join(" · ") : ""}`;
       node.querySelector(".score").textContent = hit.score.toFixed(4);
@@ -71,7 +112,8 @@
       list.appendChild(node);
     }
     const n = response.results.length;
-    const extra = [response.cached ? "cached" : null, response.judged ? "judged query" : null].filter((x) => x);
+    const extra = [response.cached ? "cached" : null, response.judged ? "judged query" : null,
+      response.experiment ? `experiment ${response.experiment}: ${response.variant}` : null].filter((x) => x);
     setStatus(`${n} result${n === 1 ? "" : "s"} · ${response.mode} · ${response.took_ms.toFixed(1)} ms` +
       (extra.length ? ` · ${extra.join(", ")}` : ""));
   }
@@ -84,7 +126,8 @@
     inFlight = new AbortController();
     setStatus("Searching…");
     try {
-      const res = await fetch(`/search?${params}`, { signal: inFlight.signal, headers: { Accept: "application/json" } });
+      const headers = { Accept: "application/json", "X-User-Id": shopsearch.userId, "X-Session-Id": shopsearch.sessionId };
+      const res = await fetch(`/search?${params}`, { signal: inFlight.signal, headers });
       const body = await res.json();
       if (!res.ok) {
         list.replaceChildren();
@@ -130,8 +173,10 @@
       const idx = info.index;
       const enc = idx.encoder ? ` · encoder ${idx.encoder}` : "";
       const judged = info.judgments ? ` · ${info.judgments.queries} judged queries (${info.judgments.scheme.name})` : "";
+      const exp = info.experiment ? ` · experiment ${info.experiment.name} (${info.experiment.design}): ` +
+        "your variant decides the mode" : "";
       $("index-info").textContent =
-        `${idx.n_products.toLocaleString()} products · index generation ${idx.generation}${enc}${judged}`;
+        `${idx.n_products.toLocaleString()} products · index generation ${idx.generation}${enc}${judged}${exp}`;
       $("sbs").hidden = !shopsearch.features.sbs;
     } catch (err) {
       setStatus(`Could not read the index description: ${err.message}`, true);
@@ -154,5 +199,6 @@
     input.addEventListener("change", () => { if ($("q").value.trim()) search(); });
   }
 
-  loadInfo().then(() => { if (restoreFromUrl()) search(); });
+  shopsearch.ready = loadInfo();
+  shopsearch.ready.then(() => { if (restoreFromUrl()) search(); });
 })();
