@@ -36,7 +36,8 @@ def tiny_shop(tmp_path_factory) -> Path:
 @pytest.mark.parametrize(
     ("command", "expected"),
     [
-        ([], ["data", "index", "search", "eval", "demo", "train", "serve"]),
+        ([], ["data", "index", "search", "eval", "demo", "train", "serve", "synth", "ab", "sbs"]),
+        (["synth", "pairs"], ["--config"]),
         (["serve"], ["--index", "--port", "--workers"]),
         (["ab", "analyze"], ["--config"]),
         (["ab", "simulate"], ["--demo"]),

@@ -17,6 +17,7 @@ from shopsearch.cli import (
     sbs_cmd,
     search_cmd,
     serve_cmd,
+    synth_cmd,
     train_cmd,
 )
 from shopsearch.cli.common import console
@@ -43,6 +44,7 @@ cli.command("demo")(demo_cmd.demo)
 cli.command("serve")(serve_cmd.serve)
 cli.add_typer(ab_cmd.app, name="ab")
 cli.add_typer(sbs_cmd.app, name="sbs")
+cli.add_typer(synth_cmd.app, name="synth")
 
 
 def _version(value: bool) -> None:
