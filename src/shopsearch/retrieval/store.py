@@ -44,6 +44,8 @@ VECTORS_FILE = "dense/vectors.npy"
 FAISS_FILE = "dense/index.faiss"
 DISPLAY_COLUMNS = ("product_id", "title", "brand", "color", "category", "vertical")
 SYSTEMS = ("bm25", "dense")
+# Query vectors a dense retriever keeps (LRU) unless told otherwise; DenseRetriever's own default.
+QUERY_CACHE_SIZE = 10_000
 
 
 class IndexIntegrityError(ArtifactError):
@@ -211,14 +213,44 @@ class IndexBundle:
         return self._bm25
 
     def dense(self) -> DenseRetriever:
+        """The dense retriever with the index's own model, created once and kept on the bundle."""
         self._need("dense")
         if "dense" not in self._cache:
-            spec = IndexSpec(**self.manifest["dense"]["index_spec"])
-            assert self._vectors is not None
-            self._cache["dense"] = DenseRetriever(
-                self.encoder(), self.product_ids, self._vectors, spec, self._faiss
-            )
+            self._cache["dense"] = self.dense_retriever()
         return self._cache["dense"]  # type: ignore[return-value]
+
+    def dense_retriever(
+        self, encoder: SentenceEncoder | None = None, *, query_cache_size: int = QUERY_CACHE_SIZE
+    ) -> DenseRetriever:
+        """A new dense retriever over this index's vectors and FAISS index (shared, not copied).
+
+        ``encoder`` encodes the queries; by default it is the index's own model (:meth:`encoder`).
+        Pass another to query with it: an ONNX export, a wrapper that serialises calls, one encoder
+        shared by several indexes. Anything with :class:`SentenceEncoder`'s query interface will do
+        (``dimension``, ``normalize``, ``model_id``, ``encode(texts, is_query=True)``). Its dimension
+        and normalisation must match the index's (:class:`IndexIntegrityError` otherwise); that it
+        is the same *model* is for the caller to check, e.g. by fingerprint as
+        :func:`shopsearch.serve.encoders.check_compatible` does. ``query_cache_size`` bounds the
+        retriever's LRU of query vectors (0 disables it). Unlike :meth:`dense`, nothing is kept on
+        the bundle: every call returns a new retriever with its own cache.
+        """
+        self._need("dense")
+        d = self.manifest["dense"]
+        if encoder is None:
+            encoder = self.encoder()  # checks its dimension itself
+        else:
+            # A mismatch here would not fail loudly: DenseRetriever would quietly re-normalise the
+            # vectors (or not) and return scores on another scale than the index was built for.
+            if int(encoder.dimension) != int(d["dimension"]) or bool(encoder.normalize) != bool(d["normalize"]):
+                raise IndexIntegrityError(
+                    f"{self.directory} holds {d['dimension']}-d vectors (normalize={bool(d['normalize'])}); "
+                    f"encoder {encoder.model_id} gives {encoder.dimension}-d (normalize={bool(encoder.normalize)})"
+                )
+        assert self._vectors is not None  # set by load_index whenever the index has a dense part
+        spec = IndexSpec(**d["index_spec"])
+        return DenseRetriever(
+            encoder, self.product_ids, self._vectors, spec, self._faiss, query_cache_size=query_cache_size
+        )
 
     def retriever(self, mode: Literal["bm25", "dense", "hybrid"], **hybrid_opts: Any) -> Retriever:
         """``bm25``, ``dense``, or ``hybrid`` (options go to :class:`HybridRetriever`)."""
@@ -296,12 +328,20 @@ def load_index(
     expect_dimension: int | None = None,
     model: str | Path | None = None,
     mmap: bool = False,
+    check_model: bool = True,
 ) -> IndexBundle:
     """Open an index directory, refusing (:class:`IndexIntegrityError`) a file that fails its
     checksum, product ids that do not match, dimensions that disagree between manifest, vectors,
     FAISS index and model, or a model other than ``expect_model``.
 
-    ``verify=False`` skips the checksums (hashing every file) but not the structural checks.
+    ``verify=False`` skips the checksums (hashing every file) and the model check, but not the
+    structural checks. ``check_model=False`` skips only the model check (that the model the index
+    was built with can be found and its files still match the recorded fingerprint), for a
+    deployment that ships an ONNX export of the model instead of the model itself and checks the
+    export's source fingerprint against the manifest; checksums are still verified. Then
+    :meth:`IndexBundle.encoder` (and :meth:`IndexBundle.dense`) would open an unchecked model: pass
+    the export to :meth:`IndexBundle.dense_retriever` instead. ``expect_model`` is always checked
+    (and needs the model), whatever ``check_model`` says.
     ``model`` points at the encoder directory when it has moved since the build (its fingerprint
     must still match). ``mmap`` memory-maps the vectors, the BM25 arrays and, where FAISS can,
     the FAISS index (see :func:`shopsearch.retrieval.faiss_index.read_index`).
@@ -334,7 +374,7 @@ def load_index(
     if (expect_model is not None or expect_dimension is not None) and "dense" not in bundle.systems:
         raise IndexIntegrityError(f"{directory} has no dense part to check the model or dimension against")
     if "dense" in bundle.systems:
-        _load_dense(bundle, expect_model, expect_dimension, model, mmap, check_model=verify)
+        _load_dense(bundle, expect_model, expect_dimension, model, mmap, check_model=verify and check_model)
     return bundle
 
 

@@ -48,7 +48,6 @@ from shopsearch.serve.products import FILTER_FIELDS
 from shopsearch.serve.sbs_tokens import PairTokens
 from shopsearch.serve.schemas import (
     ID_PATTERN,
-    ErrorResponse,
     Health,
     IndexInfo,
     Product,
@@ -58,6 +57,7 @@ from shopsearch.serve.schemas import (
     SearchQueryParams,
     SearchRequest,
     SearchResponse,
+    error_responses,
 )
 from shopsearch.serve.search_service import SearchService
 from shopsearch.serve.security import ADMIN_PREFIX, AdminGuard, AdminKey
@@ -74,7 +74,6 @@ PAGE_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
 }
-_BAD_INPUT: dict[int | str, dict[str, Any]] = {400: {"model": ErrorResponse}, 422: {"model": ErrorResponse}, 503: {"model": ErrorResponse}}
 
 
 # The unit ids may also come as headers, so a shop's front end can set them once for every call.
@@ -102,7 +101,7 @@ ops_router = APIRouter(tags=["operations"])
 admin_router = APIRouter(prefix=ADMIN_PREFIX, tags=["admin"])
 
 
-@search_router.get("/search", responses=_BAD_INPUT)
+@search_router.get("/search", responses=error_responses(422, 503))
 def search_get(
     params: Annotated[SearchQueryParams, Query()], ctx: Context, x_user_id: UserHeader = None,
     x_session_id: SessionHeader = None,
@@ -113,7 +112,8 @@ def search_get(
     return run_search(ctx, params, x_user_id, x_session_id)
 
 
-@search_router.post("/search", responses=_BAD_INPUT)
+# a JSON body adds 400 (unparsable) and 413 (BodyLimitMiddleware) to what GET /search may answer
+@search_router.post("/search", responses=error_responses(400, 413, 422, 503))
 def search_post(
     body: SearchRequest, ctx: Context, x_user_id: UserHeader = None, x_session_id: SessionHeader = None
 ) -> SearchResponse:
@@ -121,7 +121,7 @@ def search_post(
     return run_search(ctx, body, x_user_id, x_session_id)
 
 
-@search_router.get("/products/{product_id}", responses={404: {"model": ErrorResponse}})
+@search_router.get("/products/{product_id}", responses=error_responses(404, 422, 503))
 def get_product(product_id: Annotated[str, PathParam(max_length=512)], ctx: Context) -> Product:
     """A product's display fields from the served index."""
     found = ctx.holder.current.products.get(product_id)
@@ -154,7 +154,7 @@ def metrics(ctx: Context) -> Response:
     return Response(body, media_type=content_type)
 
 
-@ops_router.get("/info")
+@ops_router.get("/info", responses=error_responses(503))
 def info(ctx: Context) -> IndexInfo:
     """What is served: the index, available modes, limits, filter values, judgments, page features."""
     snapshot = ctx.holder.current
@@ -172,11 +172,8 @@ def info(ctx: Context) -> IndexInfo:
     )
 
 
-@admin_router.post(
-    "/reload",
-    responses={401: {"model": ErrorResponse}, 403: {"model": ErrorResponse}, 409: {"model": ErrorResponse},
-               422: {"model": ErrorResponse}},
-)  # fmt: skip
+# 503: no body asks to re-read the current index, and none is loaded yet
+@admin_router.post("/reload", responses=error_responses(400, 401, 403, 409, 413, 422, 503))
 def reload_index(ctx: Context, body: Annotated[ReloadRequest | None, Body()] = None) -> ReloadResponse:
     """Load an index directory (default: re-read the current one), check it against the serving
     encoder and swap it in; requests in flight finish on the old index. A refused index (409: other
@@ -299,6 +296,8 @@ def create_app(
         version=__version__,
         summary="Semantic product search: dense, BM25 and hybrid retrieval over one index.",
         lifespan=lifespan,
+        # every route, extra routers' included, may fail unexpectedly: its 500 has the error body too
+        responses=error_responses(500),
     )
     app.state.shopsearch = context
     install_error_handlers(app)

@@ -25,8 +25,6 @@ from typing import Any
 
 from shopsearch.data.errors import ShopsearchError
 from shopsearch.retrieval.base import Retriever
-from shopsearch.retrieval.dense import DenseRetriever
-from shopsearch.retrieval.faiss_index import IndexSpec
 from shopsearch.retrieval.fusion import HybridRetriever
 from shopsearch.retrieval.store import IndexBundle, load_index
 from shopsearch.serve.encoders import EncoderIdentity, check_compatible, open_query_encoder
@@ -124,16 +122,6 @@ class ServingIndex:
         }
 
 
-def _dense_retriever(bundle: IndexBundle, encoder: Any, cache_size: int) -> DenseRetriever:
-    """The bundle's vectors and FAISS index with the *serving* encoder (one for every index, so a
-    reload never loads a model again) and a query-vector cache sized like the result cache
-    (``cache_size: 0`` then really measures the encoder). ``IndexBundle.dense()`` would open the
-    index's own torch model with a fixed cache size, hence the direct construction."""
-    spec = IndexSpec(**bundle.manifest["dense"]["index_spec"])
-    assert bundle._vectors is not None
-    return DenseRetriever(encoder, bundle.product_ids, bundle._vectors, spec, bundle._faiss, query_cache_size=cache_size)
-
-
 class IndexHolder:
     """Holds the current :class:`ServingIndex`; see the module docstring for the swap protocol."""
 
@@ -199,7 +187,9 @@ class IndexHolder:
     def _open(self, directory: Path) -> ServingIndex:
         started = time.perf_counter()
         s = self.settings
-        bundle = load_index(directory, verify=s.verify, mmap=s.mmap)
+        # check_model: false (ONNX only) skips the source-model check; the export's source
+        # fingerprint is then what ties the queries to the index (encoders.check_compatible)
+        bundle = load_index(directory, verify=s.verify, mmap=s.mmap, check_model=s.check_model)
         encoder, identity = self._encoder, self._identity
         retrievers: dict[str, Retriever] = {}
         if "bm25" in bundle.systems:
@@ -210,7 +200,10 @@ class IndexHolder:
             else:
                 assert identity is not None
                 check_compatible(identity, bundle)
-            retrievers["dense"] = _dense_retriever(bundle, encoder, s.cache_size)
+            # The *serving* encoder (one for every index, so a reload never loads a model again)
+            # and a query-vector cache sized like the result cache (cache_size: 0 then really
+            # measures the encoder), rather than bundle.dense(): the index's own torch model.
+            retrievers["dense"] = bundle.dense_retriever(encoder, query_cache_size=s.cache_size)
         if "bm25" in retrievers and "dense" in retrievers:
             retrievers["hybrid"] = HybridRetriever(
                 [retrievers["bm25"], retrievers["dense"]], method=s.hybrid_method, depth=s.hybrid_depth

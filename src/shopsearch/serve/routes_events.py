@@ -31,7 +31,7 @@ from shopsearch.experiments.assignment import INTERLEAVED
 from shopsearch.experiments.events import SearchEvent
 from shopsearch.serve.context import Context, ServeContext
 from shopsearch.serve.errors import ApiError
-from shopsearch.serve.schemas import ID_PATTERN, QUERY_HARD_LIMIT, ErrorResponse, UnitId
+from shopsearch.serve.schemas import ID_PATTERN, QUERY_HARD_LIMIT, UnitId, error_responses
 
 log = logging.getLogger("shopsearch.serve")
 MAX_BATCH = 500
@@ -109,10 +109,7 @@ def check_attribution(ctx: ServeContext, i: int, event: EventIn) -> None:
         raise _refuse(i, "variant", f"this {field} is assigned to {assigned!r}, not {event.variant!r}")
 
 
-@router.post(
-    "/events",
-    responses={413: {"model": ErrorResponse}, 422: {"model": ErrorResponse}, 503: {"model": ErrorResponse}},
-)
+@router.post("/events", responses=error_responses(400, 413, 422, 503))
 def post_events(batch: EventBatch, ctx: Context) -> EventsAck:
     """Store a batch of shopper events; answered once the batch is durable (see the module docstring)."""
     assert ctx.events is not None  # the router is only included with an event store

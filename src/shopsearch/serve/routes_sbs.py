@@ -28,13 +28,19 @@ from shopsearch.experiments.sbs import SbsVerdict
 from shopsearch.serve.context import Context
 from shopsearch.serve.errors import ApiError
 from shopsearch.serve.sbs_tokens import InvalidTokenError
-from shopsearch.serve.schemas import ID_PATTERN, QUERY_HARD_LIMIT, ErrorResponse, Hit, Product, SearchRequest
+from shopsearch.serve.schemas import (
+    ID_PATTERN,
+    QUERY_HARD_LIMIT,
+    Hit,
+    Product,
+    SearchRequest,
+    error_responses,
+)
 from shopsearch.serve.settings import K_LIMIT
 from shopsearch.serve.systems import UnknownSystemError, resolve_system, system_names
 
 ANONYMOUS = "anonymous"
 SystemName = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=ID_PATTERN)]
-_ERRORS: dict[int | str, dict[str, object]] = {422: {"model": ErrorResponse}, 503: {"model": ErrorResponse}}
 
 router = APIRouter(prefix="/sbs", tags=["side-by-side"])
 
@@ -91,7 +97,7 @@ def _blind(hits: list[Hit]) -> list[BlindHit]:
     return [BlindHit(**h.model_dump(include=set(BlindHit.model_fields))) for h in hits]
 
 
-@router.get("/systems")
+@router.get("/systems", responses=error_responses(503))
 def sbs_systems(ctx: Context) -> SbsSystems:
     """The systems a pair can compare, and a default pair (the experiment's two first variants,
     else two modes, hybrid against dense preferred)."""
@@ -104,7 +110,7 @@ def sbs_systems(ctx: Context) -> SbsSystems:
     return SbsSystems(systems=names, default_a=a, default_b=b)
 
 
-@router.get("/pair", responses=_ERRORS)
+@router.get("/pair", responses=error_responses(422, 503))
 def sbs_pair(params: Annotated[PairParams, Query()], ctx: Context) -> SbsPair:
     """Both systems' results for the query, blinded to left and right, with the pair token."""
     assert ctx.pair_tokens is not None
@@ -130,7 +136,7 @@ def sbs_pair(params: Annotated[PairParams, Query()], ctx: Context) -> SbsPair:
     )
 
 
-@router.post("/verdict", responses=_ERRORS)
+@router.post("/verdict", responses=error_responses(400, 413, 422, 503))
 def sbs_verdict(body: VerdictRequest, ctx: Context) -> VerdictResponse:
     """Record a rater's verdict on a pair; answered once it is durable in the SBS store."""
     assert ctx.pair_tokens is not None and ctx.sbs is not None

@@ -15,7 +15,7 @@ Mode = Literal["dense", "bm25", "hybrid"]
 QUERY_HARD_LIMIT = 4096
 # Shopper, session and event ids: any text without control characters (they end up in logs and
 # in the event store), short enough that a client cannot bloat either.
-ID_PATTERN = r"^[^\x00-\x1f\x7f]+$"
+ID_PATTERN = r"^[^\x00-\x1f\x7f-\x9f]+$"  # C0, DEL and C1 controls (U+009B starts terminal escapes)
 UnitId = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=ID_PATTERN)]
 
 
@@ -136,3 +136,26 @@ class ErrorResponse(BaseModel):
     """Every 4xx/5xx answer has this body."""
 
     error: ErrorDetail
+
+
+# What each error status means on this service; :func:`error_responses` puts them in the schema.
+ERROR_STATUSES: dict[int, str] = {
+    400: "the body is not valid JSON, or could not be read (malformed_json, bad_request)",
+    401: "a valid admin key is required (unauthorized)",
+    403: "admin endpoints are off: no admin key is configured (admin_disabled)",
+    404: "no such product (not_found)",
+    409: "the index cannot be swapped in now (index_mismatch, experiment_running)",
+    413: "the body exceeds max_body_bytes (payload_too_large)",
+    422: "the request fails validation (invalid_request) or the service's own checks, each with its code",
+    500: "the server failed on this request; its log has the details (internal_error)",
+    503: "no index is loaded yet (not_ready) or a store could not commit (store_unavailable); retry",
+}
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` for a route's error statuses, all with the :class:`ErrorResponse` body.
+
+    Declared per route, so that a client (and schemathesis) knows every status it may meet: a
+    status the schema does not list is a contract violation even when the body is well formed.
+    """
+    return {status: {"model": ErrorResponse, "description": ERROR_STATUSES[status]} for status in statuses}

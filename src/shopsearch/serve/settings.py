@@ -46,6 +46,11 @@ class ServeSettings(BaseModel):
     # index and encoder
     mmap: bool = Field(True, description="memory-map vectors, BM25 arrays and the FAISS index where possible")
     verify: bool = Field(True, description="check every index file's checksum on (re)load")
+    check_model: bool = Field(
+        True,
+        description="check that the model the index was built with is present and unchanged; false for a "
+        "deployment shipping only the ONNX export (needs encoder: onnx, whose source fingerprint is checked)",
+    )
     encoder: Literal["auto", "onnx", "torch"] = Field(
         "auto", description="auto: an ONNX export in/next to the index if one matches, else sentence-transformers"
     )
@@ -71,6 +76,10 @@ class ServeSettings(BaseModel):
             raise ValueError(f"k_default ({self.k_default}) must not exceed k_max ({self.k_max})")
         if self.encoder == "torch" and self.onnx is not None:
             raise ValueError("onnx is set but encoder is 'torch'; drop one of them")
+        if not self.check_model and self.encoder != "onnx":
+            # torch queries (and auto's fallback to them) would run an unchecked model: vectors
+            # from changed model files would not match the index's, and nothing would say so
+            raise ValueError("check_model: false needs encoder: onnx (torch would query with an unchecked model)")
         return self
 
     def resolved_encoder_threads(self) -> int:
