@@ -84,3 +84,26 @@ def load_data(settings: DataSettings) -> Dataset:
     if len(dataset.report):
         console.print(f"[yellow]bad rows:[/] {dataset.report.summary(limit=5)}")
     return dataset
+
+
+def nest_flags(flags: dict[str, Any]) -> dict[str, Any]:
+    """``{"stage1.loss": "infonce"}`` -> ``{"stage1": {"loss": "infonce"}}``; a flag that was not
+    given (None or an empty list) is left out, so it cannot override the config file."""
+    nested: dict[str, Any] = {}
+    for key, value in flags.items():
+        if value is None or value == []:
+            continue
+        *path, last = key.split(".")
+        node = nested
+        for part in path:
+            node = node.setdefault(part, {})
+        node[last] = value
+    return nested
+
+
+def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """``over`` on top of ``base``, section by section (config file < flags)."""
+    merged = dict(base)
+    for k, v in over.items():
+        merged[k] = deep_merge(merged.get(k) or {}, v) if isinstance(v, dict) else v
+    return merged

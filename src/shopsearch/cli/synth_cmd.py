@@ -29,7 +29,9 @@ from shopsearch.cli.common import (
     TextFieldOpt,
     console,
     data_flags,
+    deep_merge,
     load_data,
+    nest_flags,
     out,
 )
 from shopsearch.config import ConfigError, DataSettings, merge_settings, read_config_file
@@ -100,31 +102,10 @@ def _synth(config: Path | None, name: str) -> dict[str, Any]:
     return value
 
 
-def _nested(flags: dict[str, Any]) -> dict[str, Any]:
-    """``{"grpo.max_steps": 5}`` -> ``{"grpo": {"max_steps": 5}}``; None means the flag was not given."""
-    nested: dict[str, Any] = {}
-    for key, value in flags.items():
-        if value is None or value == []:
-            continue
-        *path, last = key.split(".")
-        node = nested
-        for part in path:
-            node = node.setdefault(part, {})
-        node[last] = value
-    return nested
-
-
-def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
-    merged = dict(base)
-    for k, v in over.items():
-        merged[k] = _merge(merged.get(k) or {}, v) if isinstance(v, dict) else v
-    return merged
-
-
 def settings(schema: Any, config: Path | None, name: str, /, **flags: Any) -> Any:
     """``synth.<name>`` of the config file, flags on top, validated by the library's schema (pydantic or a
     dataclass); a bad value is a :class:`ConfigError` naming the subsection and the field."""
-    values = _merge(_synth(config, name), _nested(flags))
+    values = deep_merge(_synth(config, name), nest_flags(flags))
     where = f"{config}: " if config else ""
     if dataclasses.is_dataclass(schema):
         return _dataclass(schema, values, f"{where}synth.{name}")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import numpy as np
 import typer
@@ -17,31 +17,12 @@ from shopsearch.cli.common import (
     QueriesOpt,
     TextFieldOpt,
     console,
+    deep_merge,
     load_data,
+    nest_flags,
 )
 from shopsearch.config import ConfigError, DataSettings, merge_settings, read_config_file
 from shopsearch.data.schema import Dataset
-
-
-def _nested(flags: dict[str, Any]) -> dict[str, Any]:
-    """``{"stage1.loss": "infonce"}`` -> ``{"stage1": {"loss": "infonce"}}``; None = flag not given."""
-    out: dict[str, Any] = {}
-    for key, value in flags.items():
-        if value is None:
-            continue
-        *path, last = key.split(".")
-        node = out
-        for part in path:
-            node = node.setdefault(part, {})
-        node[last] = value
-    return out
-
-
-def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
-    merged = dict(base)
-    for k, v in over.items():
-        merged[k] = _merge(merged.get(k) or {}, v) if isinstance(v, dict) else v
-    return merged
 
 
 def split_by_query(dataset: Dataset, dev_fraction: float, seed: int) -> tuple[Dataset, Dataset]:
@@ -99,14 +80,14 @@ def train(
         data=dict(catalog=catalog, judgments=judgments, queries=queries, format=format, on_error=on_error),
     )
     raw = read_config_file(config).get("train") or {}
-    flags = _nested({
+    flags = nest_flags({
         "stage": stage, "encoder.base_model": model, "stage1.loss": stage1_loss, "stage2.loss": stage2_loss,
         "stage1.hard_negatives": hard_negatives, "stage1.batch_size": batch_size, "stage1.epochs": epochs,
         "max_steps": max_steps, "seed": seed, "extra_pairs": extra_pairs, "events": events,
         "text_fields": text_field or None,
     })
     try:
-        cfg = TrainConfig.model_validate(_merge(raw, flags))
+        cfg = TrainConfig.model_validate(deep_merge(raw, flags))
     except Exception as exc:  # pydantic ValidationError: one line per problem
         raise ConfigError(f"invalid train settings: {exc}") from None
     dataset = load_data(settings.data)

@@ -27,6 +27,7 @@ import pandas as pd
 
 from shopsearch.artifacts import atomic_write_text
 from shopsearch.data.errors import BadRowReport, OnError
+from shopsearch.data.ubi import iter_ubi_records
 from shopsearch.experiments.events import ACTIONS, EVENT_FIELDS, normalize_action, parse_times
 
 QUERIES_INDEX = "ubi_queries"
@@ -105,34 +106,6 @@ def write_ubi(events: pd.DataFrame, path: str | Path, *, bulk: bool = True) -> d
     return {"queries": counts[QUERIES_INDEX], "events": counts[EVENTS_INDEX]}
 
 
-def _records(path: Path, report: BadRowReport) -> Iterator[tuple[int, dict[str, Any], str, str | None]]:
-    """(line, record, "query" | "event", bulk _id); bulk headers name the next record's index."""
-    header: dict[str, Any] | None = None
-    with open(path, encoding="utf-8") as fh:
-        for line_no, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as exc:
-                report.add(str(path), line_no, None, f"not JSON: {exc.msg}")
-                continue
-            if isinstance(rec, dict) and len(rec) == 1 and next(iter(rec)) in ("index", "create"):
-                header = next(iter(rec.values())) or {}
-                continue
-            index = str((header or {}).get("_index", ""))
-            _id = (header or {}).get("_id")
-            header = None
-            if not isinstance(rec, dict):
-                report.add(str(path), line_no, None, "record is not a JSON object")
-            elif "event" in index or (not index and "action_name" in rec):
-                yield line_no, rec, "event", _id
-            elif "quer" in index or (not index and "user_query" in rec):
-                yield line_no, rec, "query", _id
-            else:
-                report.add(str(path), line_no, None, "neither a UBI query nor a UBI event", str(rec)[:80])
-
-
 def _dicts(rec: dict[str, Any]) -> tuple[dict[str, Any], ...]:
     """``event_attributes`` and its ``object``, ``position`` and ``experiment`` parts; {} when absent
     or not objects (generators differ in what they fill in)."""
@@ -158,7 +131,7 @@ def read_ubi(path: str | Path, *, on_error: OnError = "report") -> tuple[pd.Data
     texts: dict[str, str] = {}
     rows: list[dict[str, Any]] = []
     ignored: Counter[str] = Counter()
-    for line_no, rec, kind, bulk_id in _records(path, report):
+    for line_no, rec, kind, bulk_id in iter_ubi_records(path, report):
         if kind == "query":
             if rec.get("query_id") and rec.get("user_query"):
                 texts[str(rec["query_id"])] = str(rec["user_query"])

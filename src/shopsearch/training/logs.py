@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from shopsearch.data.errors import BadRowReport, DataError, OnError
+from shopsearch.data.ubi import iter_ubi_records
 from shopsearch.training.pairs import finish_pairs, normalize_query, synthetic_query_id
 
 EVENTS: tuple[str, ...] = ("click", "add_to_cart", "order")
@@ -305,7 +306,7 @@ def _read_ubi(path: Path, report: BadRowReport, *, all_actions: bool) -> pd.Data
     events: list[tuple[Any, ...]] = []
     kinds: Counter[str] = Counter()
     repeats = 0
-    for line_no, rec, kind in _ubi_records(path, report):
+    for line_no, rec, kind, _ in iter_ubi_records(path, report):
         kinds[kind] += 1
         if kind == "query":
             qid, text = str(rec.get("query_id") or ""), str(rec.get("user_query") or "")
@@ -354,32 +355,3 @@ def _read_ubi(path: Path, report: BadRowReport, *, all_actions: bool) -> pd.Data
     return df
 
 
-def _ubi_records(path: Path, report: BadRowReport) -> Iterator[tuple[int, dict[str, Any], str]]:
-    """(line, record, "query" | "event"); bulk ``{"index": {"_index": ...}}`` headers name the
-    next record's kind, else its fields do. Unparsable or unknown records are reported."""
-    index = None
-    with open(path, encoding="utf-8") as fh:
-        for line_no, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as exc:
-                report.add(str(path), line_no, None, f"not JSON: {exc.msg}")
-                continue
-            if isinstance(rec, dict) and len(rec) == 1 and next(iter(rec)) in ("index", "create"):
-                index = str((next(iter(rec.values())) or {}).get("_index", ""))
-                continue
-            kind, index = _ubi_kind(rec, index), None
-            if kind is None:
-                report.add(str(path), line_no, None, "neither a UBI query nor a UBI event", str(rec)[:80])
-            else:
-                yield line_no, rec, kind
-
-
-def _ubi_kind(rec: Any, index: str | None) -> str | None:
-    if not isinstance(rec, dict):
-        return None
-    if index:
-        return "event" if "event" in index else "query" if "quer" in index else None
-    return "event" if "action_name" in rec else "query" if "user_query" in rec else None
