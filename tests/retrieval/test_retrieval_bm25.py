@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import pid_of
+from retrieval_catalog import pid_of
 
 from shopsearch.data.errors import ShopsearchError
 from shopsearch.retrieval.base import NO_ID, Retriever

@@ -6,7 +6,7 @@ import itertools
 
 import numpy as np
 import pytest
-from conftest import pid_of
+from retrieval_catalog import pid_of
 
 from shopsearch.data.errors import ShopsearchError
 from shopsearch.data.render import ProductTextRenderer

@@ -3,23 +3,18 @@ a live uvicorn server; experiment config files."""
 
 from __future__ import annotations
 
-import contextlib
 import os
-import threading
-import time
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("SHOPSEARCH_FAISS_THREADS", "1")
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import uvicorn
-import yaml
 from fastapi.testclient import TestClient
+from serve_support import ADMIN_KEY, make_settings
 
 from shopsearch.data.demo import DemoShopConfig, generate_demo_shop
 from shopsearch.data.schema import Catalog
@@ -27,9 +22,6 @@ from shopsearch.data.store import save_dataset
 from shopsearch.retrieval.store import build_index
 from shopsearch.serve.app import create_app
 from shopsearch.serve.security import AdminKey
-from shopsearch.serve.settings import ServeSettings
-
-ADMIN_KEY = "test-admin-key-0123456789abcdef"
 
 
 @pytest.fixture(scope="session")
@@ -70,45 +62,8 @@ def bm25_index(shop, tmp_path_factory) -> Path:
     return build_index(Catalog(shop.catalog.df.head(50)), out, systems=("bm25",), show_progress=False)
 
 
-def make_settings(index: Path, **overrides) -> ServeSettings:
-    return ServeSettings(index=index, encoder="torch", encoder_threads=1, **overrides)
-
-
 @pytest.fixture(scope="module")
 def client(index_a):
     app = create_app(make_settings(index_a), admin_key=AdminKey(ADMIN_KEY))
     with TestClient(app) as c:
         yield c
-
-
-@contextlib.contextmanager
-def live_server(app) -> Iterator[str]:
-    """The app under a real uvicorn server on a free loopback port, in a thread; yields its base URL."""
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", access_log=False))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
-
-
-def write_experiment(path: Path, **ab) -> Path:
-    """A config file whose ``ab`` section is the experiment ``ab`` (paths written as text)."""
-    def plain(value):
-        if isinstance(value, Path):
-            return str(value)
-        if isinstance(value, dict):
-            return {k: plain(v) for k, v in value.items()}
-        if isinstance(value, list):
-            return [plain(v) for v in value]
-        return value
-
-    path.write_text(yaml.safe_dump({"ab": plain(ab)}))
-    return path

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import live_server, make_settings
+from serve_support import live_server, make_settings
 
 from shopsearch.experiments import EventStore, SbsStore
 from shopsearch.serve.app import create_app

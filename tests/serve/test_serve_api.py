@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import ADMIN_KEY, make_settings
 from fastapi.testclient import TestClient
+from serve_support import ADMIN_KEY, make_settings
 
 from shopsearch.serve.app import create_app
 from shopsearch.serve.judgments import JudgmentLookup

@@ -87,8 +87,8 @@ def test_unknown_route_and_method_have_json_errors(client):
 
 
 def test_k_above_the_configured_maximum(index_a):
-    from conftest import make_settings
     from fastapi.testclient import TestClient
+    from serve_support import make_settings
 
     from shopsearch.serve.app import create_app
 

@@ -8,8 +8,8 @@ import shlex
 import pytest
 import typer
 import uvicorn
-from conftest import write_experiment
 from fastapi.testclient import TestClient
+from serve_support import write_experiment
 from typer.testing import CliRunner
 
 from shopsearch.cli import demo_cmd, serve_cmd

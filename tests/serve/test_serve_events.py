@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from conftest import make_settings
 from fastapi.testclient import TestClient
+from serve_support import make_settings
 
 from shopsearch.experiments import EventStore
 from shopsearch.serve.app import create_app

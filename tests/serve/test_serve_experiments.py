@@ -4,8 +4,8 @@ pages with teams, one holder per distinct index sharing the encoder, and experim
 from __future__ import annotations
 
 import pytest
-from conftest import ADMIN_KEY, make_settings, write_experiment
 from fastapi.testclient import TestClient
+from serve_support import ADMIN_KEY, make_settings, write_experiment
 
 from shopsearch.experiments import ExperimentConfig, assign, team_draft
 from shopsearch.serve.app import create_app

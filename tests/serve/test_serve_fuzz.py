@@ -37,10 +37,10 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from conftest import ADMIN_KEY, make_settings
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
+from serve_support import ADMIN_KEY, make_settings
 
 from shopsearch.serve.app import create_app
 from shopsearch.serve.sbs_tokens import PairTokens

@@ -7,8 +7,8 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import make_settings
 from fastapi.testclient import TestClient
+from serve_support import make_settings
 
 from shopsearch.data.errors import ShopsearchError
 from shopsearch.serve.app import create_app

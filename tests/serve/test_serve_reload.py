@@ -12,8 +12,8 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-from conftest import ADMIN_KEY, live_server, make_settings
 from fastapi.testclient import TestClient
+from serve_support import ADMIN_KEY, live_server, make_settings
 
 from shopsearch.retrieval.encoder import model_fingerprint, resolve_model
 from shopsearch.retrieval.store import build_index, load_index

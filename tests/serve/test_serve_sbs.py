@@ -7,8 +7,8 @@ import time
 
 import pytest
 import typer
-from conftest import make_settings, write_experiment
 from fastapi.testclient import TestClient
+from serve_support import make_settings, write_experiment
 from typer.testing import CliRunner
 
 from shopsearch.cli import sbs_cmd
