@@ -155,3 +155,32 @@ def test_other_bm25_variants_rank_the_obvious_product_first(catalog, method):
     result = r.search(["kohler toilet", "xyzzy"], k=3)
     assert result.ids[0, 0] == pid_of(catalog, "Kohler")
     assert result.row(1) == ([], [])
+
+
+@pytest.mark.parametrize("positive_only", [True, False])
+@pytest.mark.parametrize("k", [1, 3, 10, 50])
+def test_top_k_equals_a_full_stable_sort(positive_only, k):
+    """The selection over candidates only gives exactly a full sort by (-score, row): ties, zeros
+    and k beyond the number of hits included."""
+    from shopsearch.retrieval.bm25 import top_k
+
+    rng = np.random.default_rng(k)
+    for _ in range(50):
+        scores = rng.choice([0.0, 0.0, 0.0, 0.5, 1.0, 1.5, 2.25], size=40).astype(np.float32)
+        rows, values = top_k(scores, k, positive_only=positive_only)
+        order = np.lexsort((np.arange(len(scores)), -scores))
+        if positive_only:
+            order = order[scores[order] > 0]
+        assert rows.tolist() == order[:k].tolist()
+        assert values.dtype == np.float32 and np.array_equal(values, scores[rows])
+
+
+def test_equal_scores_rank_in_catalogue_order():
+    """Products with the same text tie; they come back in catalogue order, whatever the query batch."""
+    ids = [f"P{i}" for i in range(6)]
+    texts = ["oak shelf", "pine shelf", "oak shelf", "steel hook", "oak shelf", "oak table"]
+    bm25 = BM25Retriever(ids, texts)
+    alone = bm25.search(["oak shelf"], 5).row(0)[0]
+    assert list(alone[:3]) == ["P0", "P2", "P4"]
+    batch = bm25.search(["steel", "oak shelf"] * 40, 5)  # large enough for the thread pool
+    assert all(list(batch.row(i)[0]) == list(alone) for i in range(1, 80, 2))

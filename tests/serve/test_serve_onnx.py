@@ -19,22 +19,34 @@ QUERIES = ["wireless headphones", "red dress", "kettle", "kids puzzle", "cordles
 
 
 @pytest.fixture(scope="module")
-def onnx_export(tmp_path_factory) -> Path:
-    """The bundled MiniLM exported to ONNX (fp32 + int8), once for this module."""
-    from shopsearch.models import export_onnx
+def index_with_onnx(index_a, tmp_path_factory) -> Path:
+    """index_a with its model exported inside it (INDEX/onnx) by ``shopsearch model export-onnx
+    --index``: extra files the manifest does not list."""
+    from typer.testing import CliRunner
 
-    out = tmp_path_factory.mktemp("onnx") / "minilm"
-    export_onnx("all-MiniLM-L6-v2", out)
+    from shopsearch.cli.main import cli
+
+    out = tmp_path_factory.mktemp("served") / "index"
+    shutil.copytree(index_a, out)
+    result = CliRunner().invoke(cli, ["model", "export-onnx", "--index", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "model_int8.onnx" in result.output and (out / "onnx" / "manifest.json").is_file()
     return out
 
 
 @pytest.fixture(scope="module")
-def index_with_onnx(index_a, onnx_export, tmp_path_factory) -> Path:
-    """index_a with the export inside it (INDEX/onnx): extra files the manifest does not list."""
-    out = tmp_path_factory.mktemp("served") / "index"
-    shutil.copytree(index_a, out)
-    shutil.copytree(onnx_export, out / "onnx")
-    return out
+def onnx_export(index_with_onnx) -> Path:
+    """The bundled MiniLM exported to ONNX (fp32 + int8), outside any index."""
+    return index_with_onnx / "onnx"
+
+
+def test_export_command_needs_a_destination():
+    from typer.testing import CliRunner
+
+    from shopsearch.cli.main import cli
+
+    result = CliRunner().invoke(cli, ["model", "export-onnx", "--model", "all-MiniLM-L6-v2"])
+    assert result.exit_code != 0 and "--output" in str(result.exception)
 
 
 def ranked(client, mode="dense", k=10):

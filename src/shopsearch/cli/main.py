@@ -14,6 +14,7 @@ from shopsearch.cli import (
     demo_cmd,
     eval_cmd,
     index_cmd,
+    model_cmd,
     sbs_cmd,
     search_cmd,
     serve_cmd,
@@ -40,6 +41,7 @@ cli.add_typer(index_cmd.app, name="index")
 cli.command("search")(search_cmd.search)
 cli.command("eval")(eval_cmd.evaluate)
 cli.command("train")(train_cmd.train)
+cli.add_typer(model_cmd.app, name="model")
 cli.command("demo")(demo_cmd.demo)
 cli.command("serve")(serve_cmd.serve)
 cli.add_typer(ab_cmd.app, name="ab")

@@ -187,13 +187,20 @@ class IndexBundle:
                 f"index {self.directory} has no {system} part (it holds {self.systems}); rebuild it"
             )
 
+    @property
+    def model_location(self) -> str | Path:
+        """Where the dense part's model is now: the ``model`` override, the bundled default, or the
+        path recorded at build time."""
+        self._need("dense")
+        return _model_location(self.manifest["dense"], self.model)
+
     def encoder(self) -> SentenceEncoder:
         """The encoder the index was built with, same settings; its dimension is checked."""
         self._need("dense")
         if self._encoder is None:
             d = self.manifest["dense"]
             enc = SentenceEncoder(
-                _model_location(d, self.model),
+                self.model_location,
                 max_seq_length=d.get("max_seq_length"),
                 query_prefix=d.get("query_prefix", ""),
                 document_prefix=d.get("document_prefix", ""),
@@ -220,7 +227,11 @@ class IndexBundle:
         return self._cache["dense"]  # type: ignore[return-value]
 
     def dense_retriever(
-        self, encoder: SentenceEncoder | None = None, *, query_cache_size: int = QUERY_CACHE_SIZE
+        self,
+        encoder: SentenceEncoder | None = None,
+        *,
+        query_cache_size: int = QUERY_CACHE_SIZE,
+        threads: int | None = None,
     ) -> DenseRetriever:
         """A new dense retriever over this index's vectors and FAISS index (shared, not copied).
 
@@ -231,7 +242,8 @@ class IndexBundle:
         and normalisation must match the index's (:class:`IndexIntegrityError` otherwise); that it
         is the same *model* is for the caller to check, e.g. by fingerprint as
         :func:`shopsearch.serve.encoders.check_compatible` does. ``query_cache_size`` bounds the
-        retriever's LRU of query vectors (0 disables it). Unlike :meth:`dense`, nothing is kept on
+        retriever's LRU of query vectors (0 disables it); ``threads`` its FAISS threads per search
+        (None: every CPU available). Unlike :meth:`dense`, nothing is kept on
         the bundle: every call returns a new retriever with its own cache.
         """
         self._need("dense")
@@ -249,7 +261,13 @@ class IndexBundle:
         assert self._vectors is not None  # set by load_index whenever the index has a dense part
         spec = IndexSpec(**d["index_spec"])
         return DenseRetriever(
-            encoder, self.product_ids, self._vectors, spec, self._faiss, query_cache_size=query_cache_size
+            encoder,
+            self.product_ids,
+            self._vectors,
+            spec,
+            self._faiss,
+            query_cache_size=query_cache_size,
+            threads=threads,
         )
 
     def retriever(self, mode: Literal["bm25", "dense", "hybrid"], **hybrid_opts: Any) -> Retriever:

@@ -203,7 +203,9 @@ class IndexHolder:
             # The *serving* encoder (one for every index, so a reload never loads a model again)
             # and a query-vector cache sized like the result cache (cache_size: 0 then really
             # measures the encoder), rather than bundle.dense(): the index's own torch model.
-            retrievers["dense"] = bundle.dense_retriever(encoder, query_cache_size=s.cache_size)
+            retrievers["dense"] = bundle.dense_retriever(
+                encoder, query_cache_size=s.cache_size, threads=s.search_threads
+            )
         if "bm25" in retrievers and "dense" in retrievers:
             retrievers["hybrid"] = HybridRetriever(
                 [retrievers["bm25"], retrievers["dense"]], method=s.hybrid_method, depth=s.hybrid_depth

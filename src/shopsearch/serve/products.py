@@ -37,7 +37,8 @@ class ProductTable:
     def __init__(self, products: pd.DataFrame) -> None:
         frame = products.reset_index(drop=True)
         self.ids = frame["product_id"].astype(str).to_numpy(dtype=object)
-        self._rows = pd.Index(self.ids)
+        # object dtype: a pandas "str" (Arrow) index re-hashes on every get_indexer (~10 ms at 55k)
+        self._rows = pd.Index(self.ids, dtype=object)
         self._columns = {
             f: np.array([_text(v) for v in frame[f]], dtype=object) if f in frame else np.full(len(frame), None)
             for f in FIELDS

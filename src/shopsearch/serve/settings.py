@@ -57,6 +57,9 @@ class ServeSettings(BaseModel):
     onnx: Path | None = Field(None, description="ONNX export directory (models.export_onnx) to use")
     int8: bool = Field(True, description="use the export's int8 graph (fp32 when false)")
     encoder_threads: int | None = Field(None, ge=1, description="ONNX Runtime intra-op threads (default: up to 4)")
+    search_threads: int = Field(
+        1, ge=1, description="FAISS threads per search: concurrent requests already use the other cores"
+    )
     # admin and page
     admin_key_file: Path | None = Field(None, description="file holding the admin API key (else $SHOPSEARCH_ADMIN_KEY)")
     judgments: Path | None = Field(None, description="judgments to show grades on the web page")

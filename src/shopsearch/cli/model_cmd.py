@@ -1,0 +1,61 @@
+"""``shopsearch model``: export a trained encoder for serving (ONNX fp32 + int8)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from shopsearch.cli.common import console
+
+app = typer.Typer(help="Trained encoders: export for serving.", no_args_is_help=True)
+
+
+@app.command("export-onnx")
+def export_onnx_cmd(
+    model: Annotated[
+        str,
+        typer.Option(
+            "--model", "-m", help="Encoder: a sentence-transformers directory (e.g. RUN/model) or name."
+        ),
+    ] = "all-MiniLM-L6-v2",
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output",
+            "-o",
+            help="Export directory. Default: INDEX/onnx with --index (where `serve` finds it).",
+        ),
+    ] = None,
+    index: Annotated[
+        Path | None, typer.Option("--index", help="Index directory: export its own model into INDEX/onnx.")
+    ] = None,
+    int8: Annotated[
+        bool, typer.Option("--int8/--no-int8", help="Also write the int8 dynamic quantisation.")
+    ] = True,
+    opset: Annotated[int, typer.Option(min=14, help="ONNX opset.")] = 17,
+) -> None:
+    """Export the query/product encoder to ONNX (fp32 and, by default, int8 dynamic quantisation) with
+    a manifest that records the source model's fingerprint and the export's agreement with torch.
+    `shopsearch serve` uses an export in INDEX/onnx (or --onnx DIR) when its fingerprint matches the
+    index's model, and falls back to torch otherwise."""
+    from shopsearch.data.errors import ShopsearchError
+    from shopsearch.models import export_onnx
+
+    if index is not None:
+        from shopsearch.retrieval.store import load_index
+
+        model = str(load_index(index, verify=False).model_location)
+        output = output or index / "onnx"
+    if output is None:
+        raise ShopsearchError("give --output DIR (or --index INDEX to export into INDEX/onnx)")
+    with console.status(f"exporting {model} to ONNX"):
+        manifest = export_onnx(model, output, quantize_int8=int8, opset=opset)
+    check = manifest["export_check_min_cosine_vs_torch"]
+    console.print(
+        f"wrote {output}: {', '.join(manifest['files_by_precision'].values())} "
+        f"(dimension {manifest['dimension']}; lowest cosine vs torch on probe texts: "
+        + ", ".join(f"{k} {v:.4f}" for k, v in check.items())
+        + f"; {manifest['export_seconds']} s)"
+    )
