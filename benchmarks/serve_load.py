@@ -10,7 +10,9 @@ for ``/readyz``, then for each mode (dense, bm25, hybrid) runs:
   *scheduled* start, so a stalled server shows up in the tail (no coordinated omission). A request
   that would exceed ``--max-outstanding`` in flight is not sent and is counted as dropped.
 
-The server's result cache is off by default (``--server-cache-size 0``) so every request does the
+The load generator is a minimal asyncio HTTP/1.1 client (``LoopbackClient``), and every measurement
+also records the CPU the server and the client spent per request, so a saturated figure says who
+saturated. The server's result cache is off by default (``--server-cache-size 0``) so every request does the
 real work; queries cycle through a fixed, seeded list. Peak RSS is the server's ``VmHWM`` (Linux)
 and the highest RSS sampled every 100 ms (all worker processes summed). The client runs on the same
 host as the server, so on a small machine they compete for the CPU: compare runs on one machine.
@@ -38,6 +40,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import httpx
 import numpy as np
@@ -125,6 +128,16 @@ def tree_rss(server: psutil.Process) -> int:
     return total
 
 
+def tree_cpu(server: psutil.Process) -> float:
+    """CPU seconds (user + system) of the server and its worker processes so far."""
+    total = 0.0
+    for p in [server, *server.children(recursive=True)]:
+        with contextlib.suppress(psutil.Error):
+            t = p.cpu_times()
+            total += t.user + t.system
+    return total
+
+
 def vm_hwm(pid: int) -> int | None:
     """Peak resident set size of a process in bytes (Linux ``VmHWM``), or None elsewhere."""
     with contextlib.suppress(OSError):
@@ -151,14 +164,65 @@ def summary(latencies: list[float], errors: int, elapsed: float, **extra: Any) -
     }
 
 
-async def _search(client: httpx.AsyncClient, params: dict[str, Any]) -> bool:
-    try:
-        return (await client.get("/search", params=params)).status_code == 200
-    except httpx.HTTPError:
-        return False
+class LoopbackClient:
+    """A minimal HTTP/1.1 keep-alive client over asyncio streams: one connection per concurrent
+    caller, GET only, ``Content-Length`` bodies (what uvicorn sends for JSON).
+
+    httpx costs more CPU per request than the server's whole search (its pool bookkeeping grows
+    with the number of connections); on a 2-core host shared with the server the load generator
+    would then measure itself. This one parses only the status line and the body length.
+    """
+
+    def __init__(self, host: str, port: int, size: int) -> None:
+        self.host, self.port = host, port
+        self._idle: asyncio.LifoQueue[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = asyncio.LifoQueue()
+        self._size = size
+
+    async def __aenter__(self) -> LoopbackClient:
+        await self.reconnect()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._close_idle()
+
+    def _close_idle(self) -> None:
+        while not self._idle.empty():
+            _, writer = self._idle.get_nowait()
+            writer.close()
+
+    async def reconnect(self) -> None:
+        """Fresh connections: the server closes those idle past its keep-alive timeout (uvicorn:
+        5 s), and a request on one of those would count as a failure of the search."""
+        self._close_idle()
+        for _ in range(self._size):
+            self._idle.put_nowait(await asyncio.open_connection(self.host, self.port))
+
+    async def get(self, path: str, params: dict[str, Any]) -> int:
+        """Status code of ``GET path?params`` (0 when the connection failed)."""
+        reader, writer = await self._idle.get()
+        try:
+            target = f"{path}?{urlencode(params)}"
+            writer.write(f"GET {target} HTTP/1.1\r\nHost: {self.host}\r\n\r\n".encode())
+            head = await reader.readuntil(b"\r\n\r\n")
+            status = int(head[9:12])
+            length = next(
+                (int(line.split(b":", 1)[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:")),
+                0,
+            )
+            await reader.readexactly(length)
+            self._idle.put_nowait((reader, writer))
+            return status
+        except (OSError, asyncio.IncompleteReadError, ValueError):
+            writer.close()
+            self._idle.put_nowait(await asyncio.open_connection(self.host, self.port))
+            return 0
 
 
-async def closed_loop(client: httpx.AsyncClient, mode: str, queries: list[str], concurrency: int, args: argparse.Namespace) -> dict[str, Any]:
+async def _search(client: LoopbackClient, params: dict[str, Any]) -> bool:
+    return await client.get("/search", params) == 200
+
+
+async def closed_loop(client: LoopbackClient, mode: str, queries: list[str], concurrency: int, args: argparse.Namespace) -> dict[str, Any]:
     latencies: list[float] = []
     errors = 0
     turn = itertools.count()
@@ -179,7 +243,7 @@ async def closed_loop(client: httpx.AsyncClient, mode: str, queries: list[str], 
     return summary(latencies, errors, time.perf_counter() - started, mode=mode, loop="closed", concurrency=concurrency)
 
 
-async def open_loop(client: httpx.AsyncClient, mode: str, queries: list[str], args: argparse.Namespace) -> dict[str, Any]:
+async def open_loop(client: LoopbackClient, mode: str, queries: list[str], args: argparse.Namespace) -> dict[str, Any]:
     latencies: list[float] = []
     errors = dropped = outstanding = 0
     n = max(1, int(args.rate * args.duration))
@@ -221,17 +285,27 @@ async def run_load(base: str, server: psutil.Process, queries: list[str], args: 
             await asyncio.sleep(0.1)
 
     sampler = asyncio.create_task(sample_rss())
-    limits = httpx.Limits(max_connections=max(max(args.concurrency), args.max_outstanding), max_keepalive_connections=64)
-    results = []
-    async with httpx.AsyncClient(base_url=base, timeout=60, limits=limits) as client:
+    results: list[dict[str, Any]] = []
+
+    async def measured(run: Any) -> None:
+        """Run one measurement; add the CPU the server and this client spent per answered request."""
+        await client.reconnect()
+        server_cpu, client_cpu = tree_cpu(server), time.process_time()
+        result = await run
+        ok = max(1, result["ok"])
+        result["server_cpu_ms_per_request"] = round((tree_cpu(server) - server_cpu) / ok * 1000, 3)
+        result["client_cpu_ms_per_request"] = round((time.process_time() - client_cpu) / ok * 1000, 3)
+        results.append(result)
+        print(json.dumps(result), flush=True)
+
+    host, port = base.removeprefix("http://").split(":")
+    async with LoopbackClient(host, int(port), size=max(max(args.concurrency), args.max_outstanding)) as client:
         for mode in args.modes:
             for q in queries[:5]:  # warm this mode's path (lazy initialisation, page faults)
                 await _search(client, {"q": q, "mode": mode, "k": args.k})
-            results.append(await open_loop(client, mode, queries, args))
-            print(json.dumps(results[-1]), flush=True)
+            await measured(open_loop(client, mode, queries, args))
             for concurrency in args.concurrency:
-                results.append(await closed_loop(client, mode, queries, concurrency, args))
-                print(json.dumps(results[-1]), flush=True)
+                await measured(closed_loop(client, mode, queries, concurrency, args))
     done.set()
     await sampler
     return results, peak
