@@ -130,3 +130,29 @@ def test_a_killed_run_resumes_to_the_same_weights(shop, tmp_path):
     assert a.keys() == b.keys()
     for name in a:
         np.testing.assert_allclose(a[name], b[name], rtol=0, atol=1e-6, err_msg=name)
+
+
+def test_bf16_mixed_precision_on_cpu_runs_in_bf16_and_saves_float32_weights(shop, tmp_path):
+    """``mixed_precision: bf16`` autocasts the encoder's matmuls (seen by a forward hook during
+    training), while the saved weights stay float32 and open with SentenceTransformer."""
+    import torch
+    from sentence_transformers import SentenceTransformer
+    from transformers import TrainerCallback
+
+    from shopsearch.data.store import load_saved_dataset
+    from shopsearch.training.trainer import train
+
+    seen: set[torch.dtype] = set()
+
+    class RecordLinearDtype(TrainerCallback):
+        def on_train_begin(self, args, state, control, model=None, **kw):
+            linear = next(m for m in model.modules() if isinstance(m, torch.nn.Linear))
+            linear.register_forward_hook(lambda mod, inp, out: seen.add(out.dtype))
+
+    config = _config(stage="1", mixed_precision="bf16", max_steps=2, stage1={"batch_size": 8})
+    result = train(load_saved_dataset(shop), config, tmp_path / "run", show_progress=False,
+                   extra_callbacks=[RecordLinearDtype()])  # fmt: skip
+    assert torch.bfloat16 in seen
+    weights = load_file(str(next(Path(result.model_dir).rglob("model.safetensors"))))
+    assert {w.dtype for w in weights.values()} == {np.dtype("float32")}
+    assert SentenceTransformer(str(result.model_dir)).encode(["drill"]).dtype == np.float32

@@ -103,3 +103,8 @@ class TrainConfig(_Strict):
     logging_steps: int = Field(10, ge=1)
     max_steps: int | None = Field(None, description="stop each stage after this many steps (tests, smoke runs)")
     dataloader_workers: int = 0
+    mixed_precision: Literal["no", "bf16"] = Field(
+        "no",
+        description="bf16 autocast for the encoder's forward and backward (weights and the losses stay "
+        "float32): on GPUs, and on CPUs with native bf16 (AVX512-BF16 / AMX)",
+    )

@@ -118,7 +118,7 @@ def _run_stage(
         dataloader_num_workers=config.dataloader_workers,
         batch_sampler=NoDuplicatesBatchSampler.factory(keys=keys),
         use_cpu=not cuda,
-        bf16=cuda and config.encoder.dtype == "bfloat16",
+        bf16=(cuda and config.encoder.dtype == "bfloat16") or config.mixed_precision == "bf16",
         disable_tqdm=not show_progress,
     )
     trainer = SentenceTransformerTrainer(
