@@ -160,9 +160,9 @@ class BM25Retriever:
 
         if threads > 1:
             with ThreadPoolExecutor(threads) as pool:
-                tops = list(pool.map(one, active))
+                tops = list(pool.map(one, active.tolist()))
         else:
-            tops = [one(i) for i in active]
+            tops = [one(i) for i in active.tolist()]
         for i, (rows, top) in zip(active, tops, strict=True):
             ids[i, : len(rows)] = self.product_ids[rows]
             scores[i, : len(rows)] = top
