@@ -153,6 +153,16 @@ def test_bf16_mixed_precision_on_cpu_runs_in_bf16_and_saves_float32_weights(shop
     result = train(load_saved_dataset(shop), config, tmp_path / "run", show_progress=False,
                    extra_callbacks=[RecordLinearDtype()])  # fmt: skip
     assert torch.bfloat16 in seen
+    assert json.loads((tmp_path / "run" / "manifest.json").read_text())["stages"]["1"]["bf16_autocast"] is True
     weights = load_file(str(next(Path(result.model_dir).rglob("model.safetensors"))))
     assert {w.dtype for w in weights.values()} == {np.dtype("float32")}
     assert SentenceTransformer(str(result.model_dir)).encode(["drill"]).dtype == np.float32
+
+
+def test_mixed_precision_auto_follows_the_hardware(monkeypatch):
+    from shopsearch.training import trainer
+
+    assert trainer.use_bf16("bf16", cuda=False) and not trainer.use_bf16("no", cuda=False)
+    for native in (True, False):
+        monkeypatch.setattr(trainer, "native_bf16", lambda cuda, native=native: native)
+        assert trainer.use_bf16("auto", cuda=False) is native

@@ -39,8 +39,11 @@ class ModelEncoder:
         prompt_name = "query" if is_query and prompts.get("query") else None
         was_training = self.model.training
         self.model.eval()
+        device_type = "cuda" if next(self.model.parameters()).is_cuda else "cpu"
         try:
-            with torch.inference_mode():
+            # Dev figures in float32 even inside the trainer's bf16 autocast: they pick the checkpoint
+            # and must be what the saved (float32) model reproduces.
+            with torch.inference_mode(), torch.autocast(device_type, enabled=False):
                 vecs = self.model.encode(
                     list(texts),
                     batch_size=self.batch_size,
