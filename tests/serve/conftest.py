@@ -1,5 +1,5 @@
-"""Shared fixtures of the serve tests: a small demo-shop index (and a smaller second one), built once;
-a live uvicorn server; experiment config files."""
+"""Shared fixtures of the serve tests: a small demo-shop index (and a smaller second one), built once,
+and a test client. Plain helpers (settings, a live server, experiment files) are in serve_support."""
 
 from __future__ import annotations
 

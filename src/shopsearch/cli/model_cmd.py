@@ -44,9 +44,9 @@ def export_onnx_cmd(
     from shopsearch.models import export_onnx
 
     if index is not None:
-        from shopsearch.retrieval.store import load_index
+        from shopsearch.retrieval.store import index_model_location
 
-        model = str(load_index(index, verify=False).model_location)
+        model = str(index_model_location(index))
         output = output or index / "onnx"
     if output is None:
         raise ShopsearchError("give --output DIR (or --index INDEX to export into INDEX/onnx)")

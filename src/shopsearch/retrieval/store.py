@@ -338,6 +338,14 @@ def _check_model(
         )
 
 
+def index_model_location(directory: str | Path) -> str | Path:
+    """Where the model of an index's dense part is, from its manifest alone (nothing else loaded)."""
+    manifest = read_manifest(Path(directory), kind=INDEX_KIND, verify=False)
+    if "dense" not in manifest.get("systems", []):
+        raise ShopsearchError(f"index {directory} has no dense part, so no encoder")
+    return _model_location(manifest["dense"], None)
+
+
 def load_index(
     directory: str | Path,
     *,
