@@ -70,8 +70,11 @@ def test_two_stages_write_a_sentence_transformers_model_that_reproduces_its_dev_
     texts = ProductTextRenderer().render(dev_set.catalog)
     again = DevRetrievalEvaluator(dev_set, texts, pool_size=None).evaluate_model(model)
     recorded = manifest["stages"][manifest["chosen_stage"]]["dev_final"]
+    # Not bit-exact: BLAS (MKL on Intel CPUs) may round differently from call to call with the
+    # memory alignment of its inputs, and a swap of two near-tied products moves a mean metric by
+    # ~1e-4 on this small dev set (seen on CI).
     for key, value in recorded.items():
-        assert again[key] == pytest.approx(value, abs=1e-6)
+        assert again[key] == pytest.approx(value, abs=2e-3)
 
 
 SCRIPT = textwrap.dedent(
