@@ -6,13 +6,15 @@ unjudged negatives in the groups (the default stage 2), and that with ROAR repla
 by ListMLE.
 Every row is trained on `train` with `shopsearch.training.train`, evaluated on `dev` over the full
 catalogue (protocol of ../shared/data/home-depot/README.md), dense and hybrid (BM25 + the row's
-encoder), with the adjacent-grade ordering accuracy and a paired test against the row before.
+encoder; RRF and equal-weight min-max fusion), with the adjacent-grade ordering accuracy and a paired
+test against the row before.
 
 Resumable: each row's run directory is kept under --work and skipped when finished (product
 vectors are cached there too), so the ladder can be run row by row:
 
     .venv/bin/python benchmarks/homedepot_training.py --rows s1_infonce     # one row
     .venv/bin/python benchmarks/homedepot_training.py                       # all rows, then the table
+    .venv/bin/python benchmarks/homedepot_training.py --default-run runs/hd  # reuse a default `train` run
 """
 
 from __future__ import annotations
@@ -63,14 +65,31 @@ LADDER: dict[str, tuple[str | None, dict[str, Any]]] = {
 }
 
 
-def row_model(name: str, work: Path, train_set, dev_set) -> str | None:
-    """Train the row (unless done) and return its model directory; None for off-the-shelf."""
+# The rows that `shopsearch train` with its defaults produces: RUN/stage1/model and RUN/stage2/model.
+DEFAULT_RUN_ROWS = {"s1_mask": "stage1", "s2_roar": "stage2"}
+
+
+def row_run(name: str, work: Path, default_run: Path | None) -> Path:
+    """The run directory holding a row's manifest: the default-recipe run for its two rows, if given."""
+    return default_run if default_run is not None and name in DEFAULT_RUN_ROWS else work / name
+
+
+def row_model(name: str, work: Path, train_set, dev_set, default_run: Path | None = None) -> str | None:
+    """Train the row (unless done) and return its model directory; None for off-the-shelf.
+
+    With ``default_run`` (a finished ``shopsearch train`` run with the default config), the default
+    recipe's two rows are read from it instead of trained again."""
     previous, overrides = LADDER[name]
     if not overrides:
         return None
+    if default_run is not None and name in DEFAULT_RUN_ROWS:
+        model = default_run / DEFAULT_RUN_ROWS[name] / "model"
+        if not (model / "shopsearch_model.json").is_file():
+            raise SystemExit(f"{default_run}: no finished {DEFAULT_RUN_ROWS[name]} model at {model}")
+        return str(model)
     cfg = dict(overrides)
     if cfg["stage"] == "2":
-        cfg["encoder"] = {"base_model": row_model(previous, work, train_set, dev_set)}  # type: ignore[arg-type]
+        cfg["encoder"] = {"base_model": row_model(previous, work, train_set, dev_set, default_run)}  # type: ignore[arg-type]
     run = work / name
     if not (run / "manifest.json").is_file():
         started = time.perf_counter()
@@ -97,6 +116,9 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path("runs/homedepot-ladder"))
     parser.add_argument("--rows", nargs="*", default=list(LADDER))
     parser.add_argument("--out", type=Path, default=HERE / "results" / "homedepot_ablation.json")
+    parser.add_argument("--default-run", type=Path, default=None,
+                        help="a finished `shopsearch train` run with the default config: its stage-1 and "
+                             "stage-2 models are the s1_mask and s2_roar rows (not trained again)")
     args = parser.parse_args()
 
     catalog = args.data / "products.csv"
@@ -109,9 +131,10 @@ def main() -> None:
     rows = [r for r in LADDER if r in args.rows]
     dense: dict[str, DenseRetriever] = {}
     for name in rows:
-        model = row_model(name, args.work, train_set, dev_set)
+        model = row_model(name, args.work, train_set, dev_set, args.default_run)
         encoder = SentenceEncoder(model)
-        cache = args.work / name / "dev_product_vectors.npy"
+        # beside the model, where benchmarks/homedepot_model_dev.py looks for them too
+        cache = (Path(model).parent if model else args.work / name) / "dev_product_vectors.npy"
         if cache.is_file():
             vectors = np.load(cache)
         else:
@@ -124,6 +147,7 @@ def main() -> None:
     for name in rows:
         systems[f"{name}"] = dense[name]
         systems[f"{name}+bm25"] = HybridRetriever([bm25, dense[name]])
+        systems[f"{name}+bm25:weighted"] = HybridRetriever([bm25, dense[name]], method="weighted")
     report = evaluate(systems, dev_set.queries, dev_set.judgments, idf=term_idf(texts), baseline="bm25",
                       dataset_info={"format": "homedepot", "split": "dev", "catalog_size": len(ids)})
     full = report.to_dict()
@@ -132,15 +156,20 @@ def main() -> None:
     for i, name in enumerate(rows):
         m = full["systems"][name]["metrics"]
         h = full["systems"][f"{name}+bm25"]["metrics"]
+        hw = full["systems"][f"{name}+bm25:weighted"]["metrics"]
         row: dict[str, Any] = {
-            "row": name, "dense": m, "hybrid": h,
+            "row": name, "dense": m, "hybrid": h, "hybrid_weighted": hw,
             "ordering_accuracy": ordering_accuracy(dense[name], dev_set.queries, dev_set.judgments),
             "strata": full["systems"][name]["strata"],
         }
-        run = args.work / name
+        run = row_run(name, args.work, args.default_run)
         if (run / "manifest.json").is_file():
             row["train_manifest"] = json.loads((run / "manifest.json").read_text())
             row["wall_seconds"] = float((run / "wall_seconds.txt").read_text()) if (run / "wall_seconds.txt").is_file() else None
+            if run == args.default_run:  # one run for two rows: each row's own trainer time
+                stage = DEFAULT_RUN_ROWS[name][-1]
+                row["default_run"] = str(run)
+                row["wall_seconds"] = row["train_manifest"]["stages"][stage]["seconds"]
         previous = LADDER[name][0]
         if i > 0 and previous in dense:
             vs = {}
@@ -162,14 +191,16 @@ def main() -> None:
     result = {
         "benchmark": "homedepot_ablation", "date": dt.date.today().isoformat(),
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version()},
-        "command": "python benchmarks/homedepot_training.py", "protocol": full["protocol"],
+        "command": "python benchmarks/homedepot_training.py"
+        + (f" --default-run {args.default_run}" if args.default_run else ""), "protocol": full["protocol"],
         "bm25": full["systems"]["bm25"]["metrics"], "rows": table, "comparisons_vs_bm25": full["comparisons"],
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(args.out, json.dumps(result, indent=2, default=float))
     for row in table:
         print(f"{row['row']:18s} dense ndcg@10 {row['dense']['ndcg@10']:.4f} R@100 {row['dense']['recall@100']:.4f} "
-              f"map@10 {row['dense']['map@10']:.4f} | hybrid ndcg@10 {row['hybrid']['ndcg@10']:.4f} | "
+              f"map@10 {row['dense']['map@10']:.4f} | hybrid ndcg@10 rrf {row['hybrid']['ndcg@10']:.4f} "
+              f"weighted {row['hybrid_weighted']['ndcg@10']:.4f} | "
               f"ordering {row['ordering_accuracy']:.4f}")
     print(f"wrote {args.out}")
 

@@ -152,11 +152,12 @@ def test_bf16_mixed_precision_on_cpu_runs_in_bf16_and_saves_float32_weights(shop
             linear = next(m for m in model.modules() if isinstance(m, torch.nn.Linear))
             linear.register_forward_hook(lambda mod, inp, out: seen.add(out.dtype))
 
-    config = _config(stage="1", mixed_precision="bf16", max_steps=2, stage1={"batch_size": 8})
+    config = _config(stage="1", mixed_precision="bf16", max_steps=2)
     result = train(load_saved_dataset(shop), config, tmp_path / "run", show_progress=False,
                    extra_callbacks=[RecordLinearDtype()])  # fmt: skip
     assert torch.bfloat16 in seen
-    assert json.loads((tmp_path / "run" / "manifest.json").read_text())["stages"]["1"]["bf16_autocast"] is True
+    stage = json.loads((tmp_path / "run" / "manifest.json").read_text())["stages"]["1"]
+    assert stage["bf16_autocast"] is True and stage["data"]["mining"]["bf16"] is True
     weights = load_file(str(next(Path(result.model_dir).rglob("model.safetensors"))))
     assert {w.dtype for w in weights.values()} == {np.dtype("float32")}
     assert SentenceTransformer(str(result.model_dir)).encode(["drill"]).dtype == np.float32
@@ -169,3 +170,22 @@ def test_mixed_precision_auto_follows_the_hardware(monkeypatch):
     for native in (True, False):
         monkeypatch.setattr(trainer, "native_bf16", lambda cuda, native=native: native)
         assert trainer.use_bf16("auto", cuda=False) is native
+
+
+def test_model_encoder_mines_in_bf16_only_when_asked():
+    """Mining may encode in bf16 (near the float32 vectors, not equal); dev evaluation never does,
+    even inside an enclosing bf16 autocast (the trainer's)."""
+    import torch
+    from sentence_transformers import SentenceTransformer
+
+    from shopsearch.retrieval.encoder import default_model_path
+    from shopsearch.training.dev_eval import ModelEncoder
+
+    model = SentenceTransformer(str(default_model_path()), device="cpu")
+    texts = ["cordless drill 18v", "white ceramic floor tile 12 x 12 in.", "pvc pipe"]
+    exact = ModelEncoder(model).encode(texts)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert np.array_equal(ModelEncoder(model).encode(texts), exact)
+    fast = ModelEncoder(model, bf16=True).encode(texts)
+    assert not np.array_equal(fast, exact)
+    assert (fast * exact).sum(axis=1).min() > 0.99

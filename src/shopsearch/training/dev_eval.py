@@ -24,14 +24,22 @@ DEV_METRICS = ("ndcg@10", "recall@100", "mrr@10", "map@10")
 
 class ModelEncoder:
     """The ``SentenceEncoder`` interface over an in-memory sentence-transformers model (the one
-    being trained), so a ``DenseRetriever`` can search with it without saving it first."""
+    being trained), so a ``DenseRetriever`` can search with it without saving it first.
+
+    Encodes in float32 unless ``bf16``: dev figures pick the checkpoint and must be what the saved
+    (float32) model reproduces, while hard-negative mining only needs each query's top candidates,
+    which bf16 finds at ~1.8x the speed where the hardware computes it natively.
+    """
 
     normalize = True
 
-    def __init__(self, model: Any, model_id: str = "in-training", batch_size: int = 128) -> None:
+    def __init__(
+        self, model: Any, model_id: str = "in-training", batch_size: int = 128, *, bf16: bool = False
+    ) -> None:
         self.model = model
         self.model_id = model_id
         self.batch_size = batch_size
+        self.bf16 = bf16
         self.dimension = int(model.get_embedding_dimension())
 
     def encode(self, texts: Sequence[str], *, is_query: bool = False, show_progress: bool = False) -> np.ndarray:
@@ -41,9 +49,8 @@ class ModelEncoder:
         self.model.eval()
         device_type = "cuda" if next(self.model.parameters()).is_cuda else "cpu"
         try:
-            # Dev figures in float32 even inside the trainer's bf16 autocast: they pick the checkpoint
-            # and must be what the saved (float32) model reproduces.
-            with torch.inference_mode(), torch.autocast(device_type, enabled=False):
+            # float32 even inside the trainer's bf16 autocast, unless asked (see the class docstring)
+            with torch.inference_mode(), torch.autocast(device_type, dtype=torch.bfloat16, enabled=self.bf16):
                 vecs = self.model.encode(
                     list(texts),
                     batch_size=self.batch_size,

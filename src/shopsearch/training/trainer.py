@@ -220,10 +220,14 @@ def train(
                 config.encoder.model_copy(update={"base_model": str(previous)}) if previous else config.encoder
             )
             model = build_siamese_encoder(encoder_config)
+        cuda = next(model.parameters()).is_cuda
+        miner = ModelEncoder(model, bf16=use_bf16(config.mixed_precision, cuda=cuda))
         if stage == "1":
-            data, keys, stats = stage1_data(train_set, config, product_text, ModelEncoder(model))
+            data, keys, stats = stage1_data(train_set, config, product_text, miner)
         else:
-            data, keys, stats = stage2_data(train_set, config, product_text, ModelEncoder(model))
+            data, keys, stats = stage2_data(train_set, config, product_text, miner)
+        if isinstance(stats.get("mining"), dict):
+            stats["mining"]["bf16"] = miner.bf16
         run = _run_stage(
             stage, model, data, keys, config, stage_dir, evaluator, log_path,
             resume=resume, show_progress=show_progress, extra_callbacks=extra_callbacks,
