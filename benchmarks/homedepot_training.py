@@ -192,7 +192,8 @@ def main() -> None:
         "benchmark": "homedepot_ablation", "date": dt.date.today().isoformat(),
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version()},
         "command": "python benchmarks/homedepot_training.py"
-        + (f" --default-run {args.default_run}" if args.default_run else ""), "protocol": full["protocol"],
+        + (f" --default-run {args.default_run}" if args.default_run else "")
+        + (f" --rows {' '.join(rows)}" if rows != list(LADDER) else ""), "protocol": full["protocol"],
         "bm25": full["systems"]["bm25"]["metrics"], "rows": table, "comparisons_vs_bm25": full["comparisons"],
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
