@@ -52,7 +52,7 @@ class Stage2Settings(_Strict):
     the query, at the bottom level: full-corpus ranking is lost to such products, and judged groups
     alone never show them (on Home Depot ``dev``, ROAR on judged groups lowered NDCG@10; with
     3 mined negatives it raised it; 6 in groups of 12 raised the dev-pool figure further but not
-    the full-corpus one, at 1.5x the step time — README, training section).
+    the full-corpus one, at 1.4x the step time — README, training section).
     """
 
     loss: Literal["roar", "bradley_terry", "listmle"] = "roar"

@@ -99,10 +99,12 @@ def _run_stage(
     evaluator: DevRetrievalEvaluator | None,
     log_path: Path,
     *,
+    bf16: bool,
     resume: bool,
     show_progress: bool,
     extra_callbacks: Sequence[Any] = (),
 ) -> dict[str, Any]:
+    """One stage on the sentence-transformers trainer; ``bf16``: autocast, as resolved by :func:`use_bf16`."""
     from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
 
     from shopsearch.training.sampler import NoDuplicatesBatchSampler
@@ -135,7 +137,7 @@ def _run_stage(
         dataloader_num_workers=config.dataloader_workers,
         batch_sampler=NoDuplicatesBatchSampler.factory(keys=keys),
         use_cpu=not cuda,
-        bf16=use_bf16(config.mixed_precision, cuda=cuda) or (cuda and config.encoder.dtype == "bfloat16"),
+        bf16=bf16 or (cuda and config.encoder.dtype == "bfloat16"),
         disable_tqdm=not show_progress,
     )
     trainer = SentenceTransformerTrainer(
@@ -220,8 +222,8 @@ def train(
                 config.encoder.model_copy(update={"base_model": str(previous)}) if previous else config.encoder
             )
             model = build_siamese_encoder(encoder_config)
-        cuda = next(model.parameters()).is_cuda
-        miner = ModelEncoder(model, bf16=use_bf16(config.mixed_precision, cuda=cuda))
+        bf16 = use_bf16(config.mixed_precision, cuda=next(model.parameters()).is_cuda)
+        miner = ModelEncoder(model, bf16=bf16)
         if stage == "1":
             data, keys, stats = stage1_data(train_set, config, product_text, miner)
         else:
@@ -230,7 +232,7 @@ def train(
             stats["mining"]["bf16"] = miner.bf16
         run = _run_stage(
             stage, model, data, keys, config, stage_dir, evaluator, log_path,
-            resume=resume, show_progress=show_progress, extra_callbacks=extra_callbacks,
+            bf16=bf16, resume=resume, show_progress=show_progress, extra_callbacks=extra_callbacks,
         )
         # the best checkpoint is loaded at the end of the stage; its dev figures are in the log
         dev = run.pop("dev_best")
