@@ -48,10 +48,12 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 from shopsearch.artifacts import atomic_write_text, read_manifest
 from shopsearch.data import load_dataset
 from shopsearch.data.schema import Catalog, Dataset
+from shopsearch.eval.protocols import evaluate
 from shopsearch.retrieval.bm25 import BM25Retriever
 from shopsearch.retrieval.dense import DenseRetriever
 from shopsearch.retrieval.encoder import SentenceEncoder
 from shopsearch.retrieval.fusion import HybridRetriever
+from shopsearch.synthesis.audit import pair_precision
 from shopsearch.synthesis.evaluation import Setting, SynthEvalConfig, evaluate_setting, seeds_for_setting
 from shopsearch.synthesis.evaluation_report import json_safe
 from shopsearch.synthesis.judges import (
@@ -80,7 +82,10 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--work", type=Path, default=Path("runs/homedepot-synthesis"))
     p.add_argument("--out", type=Path, default=HERE / "results" / "homedepot_synthesis.json")
     p.add_argument("--settings", nargs="+", choices=["a", "b"], default=["a", "b"])
-    p.add_argument("--max-seeds", type=int, default=None, help="cap seeds per setting (smoke runs)")
+    p.add_argument("--max-seeds", type=int, default=None,
+                   help="cap seeds per setting (round-robin over query types, seeded; stated in the results)")
+    p.add_argument("--max-seeds-b", type=int, default=None,
+                   help="cap setting (b)'s seeds only (its pool is every long-tail train query: ~2,200)")
     p.add_argument("--query-sample", type=int, default=None,
                    help="keep N random train and N random dev queries (smoke runs; not the protocol)")
     p.add_argument("--catalog-sample", type=int, default=None,
@@ -91,10 +96,16 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--classifier", type=Path, default=None, help="a trained relevance-classifier directory")
     p.add_argument("--classifier-budget-s", type=float, default=1500.0)
     p.add_argument("--semantic-precision", type=float, default=0.8, help="target precision of the semantic judge")
+    p.add_argument("--business-precision", type=float, default=None,
+                   help="recalibrate the business classifier at this target precision (default: keep the "
+                        "threshold it was trained with, precision 0.9)")
     p.add_argument("--offline-dense", default=None, help="dense model of the offline retriever (default: bundled)")
     p.add_argument("--llm", default=None, help="GGUF path or bundled alias (default: smollm2-135m)")
     p.add_argument("--candidates", type=int, default=5, help="rewrites per seed")
     p.add_argument("--stage", choices=["1", "2", "both"], default="1")
+    p.add_argument("--base-run", type=Path, default=None,
+                   help="a finished shopsearch train run whose stage-1 model is the arm without pairs "
+                        "(its config must match the arms')")
     p.add_argument("--max-steps", type=int, default=None, help="stop each training stage after N steps (smoke)")
     p.add_argument("--extra-weight", type=float, default=1.0)
     p.add_argument("--max-pairs-per-seed", type=int, default=20)
@@ -142,9 +153,9 @@ def dense(encoder: SentenceEncoder, name: str, ids: np.ndarray, texts: list[str]
 
 
 def judges(args: argparse.Namespace, train_set: Dataset, texts: dict[str, str],
-           general: SentenceEncoder) -> tuple[CrossEncoderJudge, EmbeddingJudge, dict[str, Any]]:
+           general: SentenceEncoder) -> tuple[CrossEncoderJudge, EmbeddingJudge, dict[str, Any], list[str]]:
     """The business classifier (trained on 90% of train queries unless given) and the semantic judge,
-    both calibrated on the other 10% of train queries."""
+    both calibrated on the other 10% of train queries (returned last: their judgments never trained a judge)."""
     qids = train_set.queries.ids
     rng = np.random.default_rng(0)
     size = args.calibration_queries or max(50, len(qids) // 10)
@@ -156,37 +167,86 @@ def judges(args: argparse.Namespace, train_set: Dataset, texts: dict[str, str],
                                                                     threads=args.threads), dev=calib)
     business = CrossEncoderJudge.load(path)
     semantic = EmbeddingJudge(general)
-    calibration, _ = calibrate_judge(semantic, judged_pairs(calib, texts, unjudged_per_query=1),
-                                     target_precision=args.semantic_precision)
+    calibration_pairs = judged_pairs(calib, texts, unjudged_per_query=1)
+    info: dict[str, Any] = {}
+    if args.business_precision is not None:  # recalibrate the saved classifier's threshold at another target
+        business_calibration, _ = calibrate_judge(business, calibration_pairs, target_precision=args.business_precision)
+        business.threshold = business_calibration.threshold
+        info["business_recalibration"] = business_calibration.to_dict()
+    calibration, _ = calibrate_judge(semantic, calibration_pairs, target_precision=args.semantic_precision)
     semantic.threshold = calibration.threshold
-    info = {"business": business.describe(), "semantic": semantic.describe(),
-            "semantic_calibration": calibration.to_dict(),
-            "calibration_queries": f"{len(held)} train queries (seeded), never dev",
-            "business_source": "given (--classifier): see its calibration" if args.classifier else
-                               "trained here on 90% of train queries, calibrated on the other 10%"}
-    return business, semantic, info
+    info.update({"business": business.describe(), "semantic": semantic.describe(),
+                 "semantic_calibration": calibration.to_dict(),
+                 "calibration_queries": f"{len(held)} train queries (seeded), never dev",
+                 "business_source": "given (--classifier): see its calibration" if args.classifier else
+                                    "trained here on 90% of train queries, calibrated on the other 10%"})
+    return business, semantic, info, sorted(held)
+
+
+def arm_config(args: argparse.Namespace, extra: Path | None) -> TrainConfig:
+    """The training config of an arm: the default recipe; ``extra`` pairs join stage 1 unchanged."""
+    return TrainConfig.model_validate({
+        "stage": args.stage, "max_steps": args.max_steps, "extra_pairs_weight": args.extra_weight,
+        "dev": {"pool_size": args.dev_pool},
+        "extra_pairs": [str(extra)] if extra is not None else [],
+    })
+
+
+def arm_summary(run: Path, manifest: dict[str, Any], stages: list[str] | None = None) -> dict[str, Any]:
+    wall = run / "wall_seconds.txt"
+    return {"run": str(run), "chosen_stage": manifest.get("chosen_stage"),
+            "stages": {s: {"dev_final": v.get("dev_final"), "steps": v.get("steps"),
+                           "rows": v.get("rows"), "seconds": v.get("seconds"),
+                           "pairs": (v.get("data") or {}).get("merged")}
+                       for s, v in manifest.get("stages", {}).items() if stages is None or s in stages},
+            "wall_seconds": float(wall.read_text()) if wall.is_file() else None}
 
 
 def train_arm(out: Path, train_set: Dataset, dev_set: Dataset, extra: Path | None,
               args: argparse.Namespace) -> tuple[Path, dict[str, Any]]:
     """Train (or resume) one arm with the default recipe; ``extra`` pairs join stage 1 unchanged."""
     if not (out / "manifest.json").is_file():
-        config = TrainConfig.model_validate({
-            "stage": args.stage, "max_steps": args.max_steps, "extra_pairs_weight": args.extra_weight,
-            "dev": {"pool_size": args.dev_pool},
-            "extra_pairs": [str(extra)] if extra is not None else [],
-        })
         start = time.perf_counter()
-        train(train_set, config, out, dev_set=dev_set, resume=True)
+        train(train_set, arm_config(args, extra), out, dev_set=dev_set, resume=True)
         (out / "wall_seconds.txt").write_text(f"{time.perf_counter() - start:.1f}\n")
-    manifest = json.loads((out / "manifest.json").read_text())
-    wall = out / "wall_seconds.txt"
-    return out / "model", {"run": str(out), "chosen_stage": manifest.get("chosen_stage"),
-                           "stages": {s: {"dev_final": v.get("dev_final"), "steps": v.get("steps"),
-                                          "rows": v.get("rows"), "seconds": v.get("seconds"),
-                                          "pairs": (v.get("data") or {}).get("merged")}
-                                      for s, v in manifest.get("stages", {}).items()},
-                           "wall_seconds": float(wall.read_text()) if wall.is_file() else None}
+    return out / "model", arm_summary(out, json.loads((out / "manifest.json").read_text()))
+
+
+# what must match for a finished run to stand in for the arm without pairs (its stage-1 model)
+SHARED_CONFIG = ("encoder", "text_fields", "seed", "stage1", "dev", "max_steps", "mixed_precision")
+
+
+def reuse_base_arm(run: Path, args: argparse.Namespace) -> tuple[Path, dict[str, Any]]:
+    """The stage-1 model of a finished ``shopsearch train`` run as the arm without pairs (saves a
+    stage-1 training); refused unless its config matches the arms' in every field that shapes stage 1."""
+    if args.stage != "1":
+        raise SystemExit("--base-run stands in for a stage-1 arm only (--stage 1)")
+    manifest = read_manifest(run, verify=False)
+    want = arm_config(args, None).model_dump(mode="json")
+    have = manifest.get("config", {})
+    differ = [k for k in SHARED_CONFIG if have.get(k) != want.get(k)]
+    if differ or not (run / "stage1" / "model").is_dir():
+        raise SystemExit(f"--base-run {run}: no stage-1 model, or its config differs from the arms' in {differ}")
+    summary = arm_summary(run, manifest, stages=["1"])
+    summary["reused"] = "stage 1 of a finished shopsearch train run with the arms' stage-1 config"
+    return run / "stage1" / "model", summary
+
+
+def overall_dev(dev_set: Dataset, pairs_of_systems: dict[str, dict[str, Any]], resamples: int) -> dict[str, Any]:
+    """Every `dev` query, not only the long tail: the issue's "overall NDCG@10 not lower by more than
+    0.005" check, with vs without, dense and hybrid, paired randomisation test."""
+    out: dict[str, Any] = {}
+    for kind, systems in pairs_of_systems.items():
+        report = evaluate(systems, dev_set.queries, dev_set.judgments, baseline="without", n_resamples=resamples,
+                          show_progress=False)
+        full = report.to_dict()
+        out[kind] = {
+            "queries": len(dev_set.queries),
+            "without": full["systems"]["without"]["metrics"], "with": full["systems"]["with"]["metrics"],
+            "with_vs_without": [c for c in full["comparisons"] if c["stratification"] == "overall"
+                                and c["metric"] in ("ndcg@10", "recall@100", "map@10")],
+        }
+    return out
 
 
 def run_setting(setting: Setting, args: argparse.Namespace, ctx: dict[str, Any]) -> dict[str, Any]:
@@ -195,42 +255,59 @@ def run_setting(setting: Setting, args: argparse.Namespace, ctx: dict[str, Any])
     base = args.work / f"setting-{setting}"
     timings: dict[str, float] = {}
     start = time.perf_counter()
-    seeds = seeds_for_setting(setting, dev_set, train=train_set, seed_config=SeedConfig(max_seeds=args.max_seeds))
-    seeds.write(base / "seeds")
+    cap = args.max_seeds_b if setting == "b" and args.max_seeds_b else args.max_seeds
+    seeds = seeds_for_setting(setting, dev_set, train=train_set, seed_config=SeedConfig(max_seeds=cap))
+    seeds.write(base / f"seeds-s{len(seeds)}")
     tag = f"s{len(seeds)}"
     rewrites = rewrite_seeds(seeds.df, base / "rewrites", ctx["rewriter"], batch_size=8)
     timings["rewrite_s"] = time.perf_counter() - start
     start = time.perf_counter()
-    pairs = run_pipeline(rewrites, base / f"pairs-{tag}", ctx["models"],
+    pairs = run_pipeline(rewrites, base / f"pairs-{tag}-{ctx['judge_tag']}", ctx["models"],
                          PipelineConfig(max_pairs_per_seed=args.max_pairs_per_seed))
     timings["pipeline_s"] = time.perf_counter() - start
+    # precision of the kept pairs on judgments the pipeline never read: (a) dev judgments of the seeds
+    # themselves; (b) train judgments of the seeds among the judges' calibration queries (held out of
+    # the classifier's training, used only to set thresholds)
+    audit_judgments = (dev_set.judgments if setting == "a" else
+                       train_set.judgments.for_queries(ctx["calibration_qids"]))
+    audit = pair_precision(pairs.pairs, audit_judgments)
+    # one grade lower too: Home Depot's stage 1 trains on substitutes (grade 4, r = 2.33) as positives
+    audit["one_grade_lower"] = pair_precision(pairs.pairs, audit_judgments,
+                                              relevant_min=audit_judgments.scheme.relevant_min - 1)
+    audit["against"] = ("dev judgments of the seed queries (never read by the pipeline)" if setting == "a" else
+                        "train judgments of the seeds that are judge-calibration queries (never trained a judge)")
     start = time.perf_counter()
     steps = f"-steps{args.max_steps}" if args.max_steps else ""
-    model, training = train_arm(base / f"train-{tag}-stage{args.stage}{steps}", train_set, dev_set,
+    model, training = train_arm(base / f"train-{tag}-{ctx['judge_tag']}-stage{args.stage}{steps}", train_set, dev_set,
                                 pairs.path / "pairs.parquet", args)
     timings["train_s"] = time.perf_counter() - start
     start = time.perf_counter()
-    with_pairs = dense(SentenceEncoder(str(model)), f"setting-{setting}-{tag}{steps}", ctx["ids"], ctx["texts"],
+    with_pairs = dense(SentenceEncoder(str(model)), f"setting-{setting}-{tag}-{ctx['judge_tag']}{steps}", ctx["ids"], ctx["texts"],
                        args.work)
     without = ctx["without"]
     config = SynthEvalConfig(n_resamples=args.resamples, min_good=args.min_good)
     reports = {}
-    for kind, systems in (("dense", {"without": without, "with": with_pairs}),
-                          ("hybrid", {"without": HybridRetriever([ctx["bm25"], without]),
-                                      "with": HybridRetriever([ctx["bm25"], with_pairs])})):
+    compared = {"dense": {"without": without, "with": with_pairs},
+                "hybrid": {"without": HybridRetriever([ctx["bm25"], without]),
+                           "with": HybridRetriever([ctx["bm25"], with_pairs])}}
+    for kind, systems in compared.items():
         report = evaluate_setting(setting, systems, dev_set, seeds, classifier=ctx["business"],
                                   product_texts=ctx["text_map"], config=config,
                                   dataset_info={"name": "home-depot", "split": "dev", **ctx["data_info"]})
         report.write_markdown(base / f"report-{kind}-{tag}{steps}.md")
         reports[kind] = report
+    overall = overall_dev(dev_set, compared, args.resamples)
     timings["evaluate_s"] = time.perf_counter() - start
     return {
         "seeds": seeds.method,
         "rewrites": read_manifest(rewrites, verify=False)["summary"],
         "pairs": pairs.summary,
+        "pair_precision": audit,
         "training_with_pairs": training,
         "evaluation": {k: r.to_dict(per_query=False) for k, r in reports.items()},
-        "markdown": {k: r.to_markdown() for k, r in reports.items()},
+        "overall_dev": overall,
+        "markdown": {k: f"<!-- {k} retrieval -->\n" + r.to_markdown().replace(
+            f"setting ({setting})", f"setting ({setting}), {k} retrieval", 1) for k, r in reports.items()},
         "timings_s": {k: round(v, 1) for k, v in timings.items()},
     }
 
@@ -251,30 +328,34 @@ def main() -> None:
     offline_encoder = general if args.offline_dense is None else SentenceEncoder(args.offline_dense)
     offline = OfflineRetriever(bm25, dense(offline_encoder, "offline", ids, texts, args.work),
                                depth=RetrievalSettings().depth)
-    business, semantic, judge_info = judges(args, train_set, text_map, general)
+    business, semantic, judge_info, calibration_qids = judges(args, train_set, text_map, general)
     from shopsearch.synthesis.llm import build_backend
 
     backend = build_backend("llama_cpp", **({"model": args.llm} if args.llm else {}),
                             **({"n_threads": args.threads} if args.threads else {}))
     steps = f"-steps{args.max_steps}" if args.max_steps else ""
-    base_model, base_training = train_arm(args.work / f"train-base-stage{args.stage}{steps}", train_set, dev_set,
-                                          None, args)
+    if args.base_run is not None:
+        base_model, base_training = reuse_base_arm(args.base_run, args)
+    else:
+        base_model, base_training = train_arm(args.work / f"train-base-stage{args.stage}{steps}", train_set,
+                                              dev_set, None, args)
     rewriter = MultiCandidateRewriter(backend, RewriterConfig(n=args.candidates))
     ctx: dict[str, Any] = {
         "train": train_set, "dev": dev_set, "data_info": data_info, "ids": ids, "texts": texts,
-        "text_map": text_map, "bm25": bm25, "business": business,
+        "text_map": text_map, "bm25": bm25, "business": business, "calibration_qids": calibration_qids,
+        "judge_tag": f"b{business.threshold:.3f}-e{semantic.threshold:.3f}",
         "rewriter": rewriter,
         "models": PipelineModels(offline, business, semantic, text_map),
         "without": dense(SentenceEncoder(str(base_model)), f"base{steps}", ids, texts, args.work),
     }
     results = {s: run_setting(s, args, ctx) for s in args.settings}
-    smoke = bool(args.max_seeds or args.max_steps or args.catalog_sample or args.query_sample)
+    smoke = bool(args.max_steps or args.catalog_sample or args.query_sample)
     out = {
         "benchmark": "homedepot_synthesis",
         "date": dt.date.today().isoformat(),
         "command": " ".join(sys.argv),
         "smoke_run": smoke,
-        "comparability": ("SMOKE RUN: seeds, steps or catalogue reduced; figures test the plumbing only" if smoke else
+        "comparability": ("SMOKE RUN: queries, steps or catalogue reduced; figures test the plumbing only" if smoke else
                           "full-corpus retrieval on dev long-tail queries (tiers by the IDF proxy: Home Depot has "
                           "no traffic counts); see each report's protocol"),
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version()},
@@ -282,6 +363,7 @@ def main() -> None:
         "judges": judge_info,
         "offline_retriever": offline.describe(),
         "rewriter": rewriter.describe(),
+        "seed_caps": {"per_setting": args.max_seeds, "setting_b": args.max_seeds_b},
         "training_without_pairs": base_training,
         "settings": {s: {k: v for k, v in r.items() if k != "markdown"} for s, r in results.items()},
         "wall_seconds": round(time.perf_counter() - started, 1),

@@ -1,9 +1,9 @@
 """The ablation ladder of Paper A on Home Depot `dev` (issue 3): each training step's contribution.
 
-Rows: off-the-shelf -> stage 1 plain InfoNCE -> + false-negative mask (the default stage 1) -> + mined
+Rows: off-the-shelf -> stage 1 plain InfoNCE (the default stage 1) -> + false-negative mask -> + mined
 hard negatives in stage 1; stage 2 from the default stage 1: ROAR on judged groups only, ROAR with mined
 unjudged negatives in the groups (the default stage 2), and that with ROAR replaced by Bradley-Terry and
-by ListMLE.
+by ListMLE; and the paper's full recipe, the default stage 2 on the masked stage 1.
 Every row is trained on `train` with `shopsearch.training.train`, evaluated on `dev` over the full
 catalogue (protocol of ../shared/data/home-depot/README.md), dense and hybrid (BM25 + the row's
 encoder; RRF and equal-weight min-max fusion), with the adjacent-grade ordering accuracy and a paired
@@ -15,6 +15,7 @@ vectors are cached there too), so the ladder can be run row by row:
     .venv/bin/python benchmarks/homedepot_training.py --rows s1_infonce     # one row
     .venv/bin/python benchmarks/homedepot_training.py                       # all rows, then the table
     .venv/bin/python benchmarks/homedepot_training.py --default-run runs/hd  # reuse a default `train` run
+    .venv/bin/python benchmarks/homedepot_training.py --row-model s1_mask=runs/old/stage1/model  # reuse a model
 """
 
 from __future__ import annotations
@@ -52,44 +53,69 @@ DATA = HERE.parent.parent / "shared" / "data" / "home-depot"
 
 # name -> (previous row, train config overrides on top of the defaults); stage-2 rows start from
 # their previous row's model, and each row is tested against its previous row. The default recipe
-# is s1_mask then s2_roar; s1_mask_hn and s2_roar_judged_only are the steps it leaves out.
+# is s1_infonce then s2_roar; the other rows are the steps it leaves out or replaces. The paper's
+# masked stage 1 became an ablation row when it measured lower on Home Depot (README, training).
 LADDER: dict[str, tuple[str | None, dict[str, Any]]] = {
     "off_the_shelf": (None, {}),
-    "s1_infonce": ("off_the_shelf", {"stage": "1", "stage1": {"loss": "infonce"}}),
-    "s1_mask": ("s1_infonce", {"stage": "1"}),
-    "s1_mask_hn": ("s1_mask", {"stage": "1", "stage1": {"hard_negatives": 1}}),
-    "s2_roar_judged_only": ("s1_mask", {"stage": "2", "stage2": {"hard_negatives": 0}}),
-    "s2_roar": ("s1_mask", {"stage": "2"}),
-    "s2_bradley_terry": ("s1_mask", {"stage": "2", "stage2": {"loss": "bradley_terry"}}),
-    "s2_listmle": ("s1_mask", {"stage": "2", "stage2": {"loss": "listmle"}}),
+    "s1_infonce": ("off_the_shelf", {"stage": "1"}),
+    "s1_mask": ("s1_infonce", {"stage": "1", "stage1": {"loss": "masked_infonce"}}),
+    "s1_mask_hn": ("s1_mask", {"stage": "1", "stage1": {"loss": "masked_infonce", "hard_negatives": 1}}),
+    "s2_roar_judged_only": ("s1_infonce", {"stage": "2", "stage2": {"hard_negatives": 0}}),
+    "s2_roar": ("s1_infonce", {"stage": "2"}),
+    "s2_bradley_terry": ("s1_infonce", {"stage": "2", "stage2": {"loss": "bradley_terry"}}),
+    "s2_listmle": ("s1_infonce", {"stage": "2", "stage2": {"loss": "listmle"}}),
+    "s2_roar_on_mask": ("s1_mask", {"stage": "2"}),
 }
 
 
 # The rows that `shopsearch train` with its defaults produces: RUN/stage1/model and RUN/stage2/model.
-DEFAULT_RUN_ROWS = {"s1_mask": "stage1", "s2_roar": "stage2"}
+DEFAULT_RUN_ROWS = {"s1_infonce": "stage1", "s2_roar": "stage2"}
 
 
-def row_run(name: str, work: Path, default_run: Path | None) -> Path:
-    """The run directory holding a row's manifest: the default-recipe run for its two rows, if given."""
-    return default_run if default_run is not None and name in DEFAULT_RUN_ROWS else work / name
+def given_models(default_run: Path | None, row_models: list[str]) -> dict[str, Path]:
+    """Rows whose model is given instead of trained: the default recipe's two rows from a finished
+    default ``shopsearch train`` run, and ``ROW=MODEL_DIR`` entries (these win)."""
+    given = {row: default_run / stage / "model" for row, stage in DEFAULT_RUN_ROWS.items()} if default_run else {}
+    for entry in row_models:
+        row, sep, path = entry.partition("=")
+        if not sep or row not in LADDER:
+            raise SystemExit(f"--row-model {entry!r}: expected ROW=MODEL_DIR with ROW one of {list(LADDER)}")
+        given[row] = Path(path)
+    for row, model in given.items():
+        if not (model / "shopsearch_model.json").is_file():
+            raise SystemExit(f"row {row}: no finished shopsearch model at {model}")
+    return given
 
 
-def row_model(name: str, work: Path, train_set, dev_set, default_run: Path | None = None) -> str | None:
-    """Train the row (unless done) and return its model directory; None for off-the-shelf.
+def row_training(name: str, work: Path, given: dict[str, Path]) -> dict[str, Any]:
+    """The row's training manifest and trainer seconds; for a given stage model (RUN/stageN/model),
+    that stage's own seconds from its run's manifest."""
+    model = given.get(name)
+    stage = model.parent.name.removeprefix("stage") if model is not None and model.parent.name.startswith("stage") else None
+    run = work / name if model is None else (model.parent.parent if stage else model.parent)
+    if not (run / "manifest.json").is_file():
+        return {}
+    manifest = json.loads((run / "manifest.json").read_text())
+    wall = run / "wall_seconds.txt"
+    out: dict[str, Any] = {"train_manifest": manifest,
+                           "wall_seconds": float(wall.read_text()) if wall.is_file() else None}
+    if model is not None:
+        out["given_model"] = str(model)
+        if stage:
+            out["wall_seconds"] = manifest["stages"][stage]["seconds"]
+    return out
 
-    With ``default_run`` (a finished ``shopsearch train`` run with the default config), the default
-    recipe's two rows are read from it instead of trained again."""
+
+def row_model(name: str, work: Path, train_set, dev_set, given: dict[str, Path]) -> str | None:
+    """Train the row (unless done or given) and return its model directory; None for off-the-shelf."""
     previous, overrides = LADDER[name]
     if not overrides:
         return None
-    if default_run is not None and name in DEFAULT_RUN_ROWS:
-        model = default_run / DEFAULT_RUN_ROWS[name] / "model"
-        if not (model / "shopsearch_model.json").is_file():
-            raise SystemExit(f"{default_run}: no finished {DEFAULT_RUN_ROWS[name]} model at {model}")
-        return str(model)
+    if name in given:
+        return str(given[name])
     cfg = dict(overrides)
     if cfg["stage"] == "2":
-        cfg["encoder"] = {"base_model": row_model(previous, work, train_set, dev_set, default_run)}  # type: ignore[arg-type]
+        cfg["encoder"] = {"base_model": row_model(previous, work, train_set, dev_set, given)}  # type: ignore[arg-type]
     run = work / name
     if not (run / "manifest.json").is_file():
         started = time.perf_counter()
@@ -118,8 +144,12 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=HERE / "results" / "homedepot_ablation.json")
     parser.add_argument("--default-run", type=Path, default=None,
                         help="a finished `shopsearch train` run with the default config: its stage-1 and "
-                             "stage-2 models are the s1_mask and s2_roar rows (not trained again)")
+                             "stage-2 models are the s1_infonce and s2_roar rows (not trained again)")
+    parser.add_argument("--row-model", nargs="*", default=[], metavar="ROW=MODEL_DIR",
+                        help="a finished model for a row (e.g. RUN/stage1/model), not trained again; the "
+                             "stage-2 rows built on it should have been trained from it")
     args = parser.parse_args()
+    given = given_models(args.default_run, args.row_model)
 
     catalog = args.data / "products.csv"
     train_set = load_dataset(catalog=catalog, judgments=args.data / "judgments_train.csv", format="homedepot")
@@ -131,7 +161,7 @@ def main() -> None:
     rows = [r for r in LADDER if r in args.rows]
     dense: dict[str, DenseRetriever] = {}
     for name in rows:
-        model = row_model(name, args.work, train_set, dev_set, args.default_run)
+        model = row_model(name, args.work, train_set, dev_set, given)
         encoder = SentenceEncoder(model)
         # beside the model, where benchmarks/homedepot_model_dev.py looks for them too
         cache = (Path(model).parent if model else args.work / name) / "dev_product_vectors.npy"
@@ -162,14 +192,7 @@ def main() -> None:
             "ordering_accuracy": ordering_accuracy(dense[name], dev_set.queries, dev_set.judgments),
             "strata": full["systems"][name]["strata"],
         }
-        run = row_run(name, args.work, args.default_run)
-        if (run / "manifest.json").is_file():
-            row["train_manifest"] = json.loads((run / "manifest.json").read_text())
-            row["wall_seconds"] = float((run / "wall_seconds.txt").read_text()) if (run / "wall_seconds.txt").is_file() else None
-            if run == args.default_run:  # one run for two rows: each row's own trainer time
-                stage = DEFAULT_RUN_ROWS[name][-1]
-                row["default_run"] = str(run)
-                row["wall_seconds"] = row["train_manifest"]["stages"][stage]["seconds"]
+        row.update(row_training(name, args.work, given))
         previous = LADDER[name][0]
         if i > 0 and previous in dense:
             vs = {}
@@ -193,6 +216,7 @@ def main() -> None:
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version()},
         "command": "python benchmarks/homedepot_training.py"
         + (f" --default-run {args.default_run}" if args.default_run else "")
+        + (f" --row-model {' '.join(args.row_model)}" if args.row_model else "")
         + (f" --rows {' '.join(rows)}" if rows != list(LADDER) else ""), "protocol": full["protocol"],
         "bm25": full["systems"]["bm25"]["metrics"], "rows": table, "comparisons_vs_bm25": full["comparisons"],
     }

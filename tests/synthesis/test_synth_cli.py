@@ -83,6 +83,7 @@ def fake_server() -> Iterator[str]:
     (["pairs"], ["--rewrites", "--judge", "--max-pairs-per-seed", "--extra-pairs"]),
     (["train-rewriter"], ["--base-model", "--stage", "GRPO", "synth.rewriter_training"]),
     (["evaluate"], ["--setting", "--system", "QueryGoodRate", "--json"]),
+    (["audit"], ["--pairs", "--judgments", "Wilson", "--json"]),
 ])
 def test_every_synth_command_explains_itself(command, expected):
     result = invoke(*command, "--help")
@@ -185,6 +186,13 @@ def test_train_judge_then_pairs_then_evaluate(shop: Path, seeds_dir: Path, fake_
     frame = pd.read_parquet(pairs / "pairs.parquet")
     assert {"query", "product_id"} <= set(frame.columns)
     assert "--extra-pairs" in result.output
+
+    audit = tmp_path / "audit.json"  # the demo shop's judgments of the seed queries stand in for held-back ones
+    result = invoke("audit", "--pairs", pairs, "--catalog", shop, "--format", "shopsearch", "--json", audit)
+    assert result.exit_code == 0, result.output
+    data = json.loads(audit.read_text())
+    assert data["pairs"] == len(frame) and data["overall"]["judged"] <= len(frame)
+    assert "precision" in result.output
 
     report = tmp_path / "report.json"
     result = invoke("evaluate", "--catalog", shop, "--format", "shopsearch", "--seeds", seeds_dir, "--setting", "a",

@@ -189,3 +189,19 @@ def test_model_encoder_mines_in_bf16_only_when_asked():
     fast = ModelEncoder(model, bf16=True).encode(texts)
     assert not np.array_equal(fast, exact)
     assert (fast * exact).sum(axis=1).min() > 0.99
+
+
+@pytest.mark.parametrize(
+    ("stage1", "expected"),
+    [({}, "InfoNCELoss"), ({"loss": "masked_infonce"}, "MaskedInfoNCELoss"),
+     ({"loss": "masked_infonce", "delta": None}, "InfoNCELoss")],
+)
+def test_stage1_loss_follows_the_config(stage1, expected):
+    """Plain InfoNCE by default (the mask measured lower on Home Depot); the paper's masked loss on request."""
+    from shopsearch.training.config import TrainConfig
+    from shopsearch.training.trainer import _loss
+
+    loss = _loss(TrainConfig.model_validate({"stage1": stage1}), "1", None)
+    assert type(loss).__name__ == expected
+    if expected == "MaskedInfoNCELoss":
+        assert loss.delta == 0.1

@@ -1,8 +1,8 @@
 """``shopsearch synth``: synthetic training data for long-tail queries (METHOD.md part B, Taobao 2026).
 
 One command per step, each a thin wrapper over :mod:`shopsearch.synthesis`:
-``seeds`` → ``rewrite`` → (``train-judge``) → ``pairs`` → ``shopsearch train --extra-pairs`` →
-``evaluate``; ``train-rewriter`` fine-tunes the rewriter (SFT, then GRPO). Settings come from the
+``seeds`` → ``rewrite`` → (``train-judge``) → ``pairs`` (→ ``audit``) → ``shopsearch train --extra-pairs``
+→ ``evaluate``; ``train-rewriter`` fine-tunes the rewriter (SFT, then GRPO). Settings come from the
 ``synth`` section of ``--config``, one subsection per step (``synth.seeds``, ``synth.llm``,
 ``synth.rewriter``, ``synth.judge_training``, ``synth.judges``, ``synth.pipeline``,
 ``synth.rewriter_training``, ``synth.evaluate``); flags override the file.
@@ -26,6 +26,7 @@ from shopsearch.cli.common import (
     console,
     out,
 )
+from shopsearch.cli.synth_audit_cmd import audit_command
 from shopsearch.cli.synth_common import (
     BackendOpt,
     BaseUrlOpt,
@@ -359,5 +360,6 @@ app.command("seeds")(seeds_command)
 app.command("rewrite")(rewrite_command)
 app.command("train-judge")(train_judge_command)
 app.command("pairs")(pairs_command)
+app.command("audit")(audit_command)
 app.command("train-rewriter")(train_rewriter_command)
 app.command("evaluate")(evaluate_command)
