@@ -11,7 +11,8 @@ Per setting: seeds -> rewrites by the default local GGUF LLM (SmolLM2-135M-Instr
 rewards and the offline pipeline (BM25 + dense, business cross-encoder AND semantic judge, cap, dedup) ->
 `shopsearch.training.train` with the pairs as ``extra_pairs`` (loss unchanged) -> evaluation on `dev`
 long-tail queries per query type, with vs without the pairs (dense, and hybrid BM25 + dense), paired
-significance. The model without pairs is trained once with the same recipe and shared by both settings.
+significance. The model without pairs is trained once with the same recipe and shared by both settings
+(or taken from a finished run with the same stage-1 config: ``--base-run``).
 
 No `dev` label shapes the synthetic data: the business classifier is trained on 90% of the `train`
 queries and both judges are calibrated on the other 10% (pass ``--classifier`` to reuse a classifier;
@@ -320,6 +321,12 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     started = time.perf_counter()
     train_set, dev_set, data_info = load(args)
+    steps = f"-steps{args.max_steps}" if args.max_steps else ""
+    if args.base_run is not None:  # checked first: a mismatch is refused before any long step
+        base_model, base_training = reuse_base_arm(args.base_run, args)
+    else:
+        base_model, base_training = train_arm(args.work / f"train-base-stage{args.stage}{steps}", train_set,
+                                              dev_set, None, args)
     text_map = product_text_map(train_set.catalog)
     ids = train_set.catalog.ids
     texts = [text_map[p] for p in ids]
@@ -333,12 +340,6 @@ def main() -> None:
 
     backend = build_backend("llama_cpp", **({"model": args.llm} if args.llm else {}),
                             **({"n_threads": args.threads} if args.threads else {}))
-    steps = f"-steps{args.max_steps}" if args.max_steps else ""
-    if args.base_run is not None:
-        base_model, base_training = reuse_base_arm(args.base_run, args)
-    else:
-        base_model, base_training = train_arm(args.work / f"train-base-stage{args.stage}{steps}", train_set,
-                                              dev_set, None, args)
     rewriter = MultiCandidateRewriter(backend, RewriterConfig(n=args.candidates))
     ctx: dict[str, Any] = {
         "train": train_set, "dev": dev_set, "data_info": data_info, "ids": ids, "texts": texts,
