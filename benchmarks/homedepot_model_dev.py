@@ -39,6 +39,8 @@ def main() -> None:
     ap.add_argument("--data", type=Path, default=DATA)
     ap.add_argument("--weights", type=float, nargs="*", default=[0.3, 0.4, 0.5, 0.6, 0.7])
     ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--rescore-union", action="store_true",
+                    help="also fuse over the union of both lists with exact scores (HybridRetriever(rescore_union=True))")
     args = ap.parse_args()
 
     dev = load_dataset(catalog=args.data / "products.csv", judgments=args.data / "judgments_dev.csv", format="homedepot")
@@ -58,13 +60,18 @@ def main() -> None:
     systems = {"bm25": bm25, "dense": dense, "hybrid:rrf": HybridRetriever([bm25, dense])}
     for w in args.weights:
         systems[f"hybrid:w{w:.2f}"] = HybridRetriever([bm25, dense], method="weighted", weights=[1 - w, w])
+        if args.rescore_union:
+            systems[f"hybrid:w{w:.2f}:union"] = HybridRetriever([bm25, dense], method="weighted", weights=[1 - w, w],
+                                                                rescore_union=True)
+    if args.rescore_union:
+        systems["hybrid:rrf:union"] = HybridRetriever([bm25, dense], rescore_union=True)
     report = evaluate(systems, dev.queries, dev.judgments, baseline="bm25", show_progress=False)
     full = report.to_dict()
     for name, info in full["systems"].items():
         m = info["metrics"]
         p = next((c["p_value"] for c in full["comparisons"]  # the overall scope comes first
                   if c["system"] == name and c["metric"] == "ndcg@10"), None)
-        print(f"{name:14s} ndcg@10 {m['ndcg@10']:.4f}  R@100 {m['recall@100']:.4f}  map@10 {m['map@10']:.4f}"
+        print(f"{name:20s} ndcg@10 {m['ndcg@10']:.4f}  R@100 {m['recall@100']:.4f}  map@10 {m['map@10']:.4f}"
               + (f"  p(ndcg vs bm25) {p:.2g}" if p is not None else ""))
     if args.out:
         atomic_write_text(args.out, json.dumps(full, indent=2, default=float))

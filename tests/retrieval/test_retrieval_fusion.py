@@ -164,6 +164,32 @@ def test_hybrid_score_candidates_weighted():
     assert hybrid.score_candidates(["q"], [[]])[0].shape == (0,)
 
 
+def test_rescored_union_scores_every_candidate_exactly():
+    """Lists of depth 2: LEX [a 9, b 7], SEM [b 0.9, d 0.8]. Over the union [a, b, d] the exact scores
+    are LEX [9, 7, 0] -> [1, 7/9, 0] and SEM [0.1, 0.9, 0.8] -> [0, 1, 0.875]: b 1.78, a 1, d 0.875.
+    The lists' floors would have given a and b 1 each (a tie) and d 0."""
+    hybrid = HybridRetriever([LEX, SEM], method="weighted", depth=2, rescore_union=True)
+    fused = hybrid.search(["q", "unknown"], k=2)
+    ids, scores = fused.row(0)
+    assert ids == ["b", "a"]
+    np.testing.assert_allclose(scores, [1 + 7 / 9, 1.0], rtol=1e-6)
+    assert fused.row(1) == ([], [])
+    assert hybrid.describe()["rescore_union"] is True
+    floors = HybridRetriever([LEX, SEM], method="weighted", depth=2).search(["q"], k=2)
+    np.testing.assert_allclose(floors.row(0)[1], [1.0, 1.0])
+
+
+def test_rescored_union_needs_components_that_score_candidates():
+    class SearchOnly:
+        name = "search-only"
+
+        def search(self, queries, k):
+            return LEX.search(queries, k)
+
+    with pytest.raises(ShopsearchError, match="search-only"):
+        HybridRetriever([LEX, SearchOnly()], rescore_union=True)
+
+
 def test_hybrid_validates_its_options():
     with pytest.raises(ShopsearchError):
         HybridRetriever([])

@@ -162,6 +162,11 @@ class HybridRetriever:
 
     ``rrf`` needs no tuning and is robust to incomparable score scales; ``weighted`` uses
     per-query normalised scores (``normalization``) and ``weights`` (default: equal).
+
+    ``rescore_union``: fuse over the union of the component lists with every product scored exactly
+    by every component (:meth:`score_candidates`, normalised or ranked over the union), instead of
+    crediting a product missing from one list with that list's floor. Costs one more scoring pass
+    per component (the dense query is encoded again); every component needs ``score_candidates``.
     """
 
     name = "hybrid"
@@ -175,6 +180,7 @@ class HybridRetriever:
         weights: Sequence[float] | None = None,
         depth: int = 100,
         normalization: Normalization = "minmax",
+        rescore_union: bool = False,
     ) -> None:
         if not retrievers:
             raise ShopsearchError("a hybrid retriever needs at least one component")
@@ -192,6 +198,11 @@ class HybridRetriever:
         )
         self.depth = depth
         self.normalization = normalization
+        self.rescore_union = rescore_union
+        if rescore_union:
+            missing = [r.name for r in self.retrievers if not hasattr(r, "score_candidates")]
+            if missing:
+                raise ShopsearchError(f"rescore_union needs components that score candidate lists; not {missing}")
 
     def describe(self) -> dict[str, object]:
         return {
@@ -201,14 +212,29 @@ class HybridRetriever:
             "weights": self.weights,
             "depth": self.depth,
             "normalization": self.normalization,
+            "rescore_union": self.rescore_union,
         }
 
     def search(self, queries: Sequence[str], k: int) -> SearchResult:
         depth = max(self.depth, k)
         results = [r.search(queries, depth) for r in self.retrievers]
+        if self.rescore_union:
+            return self._rescored_union(queries, results, k)
         if self.method == "rrf":
             return reciprocal_rank_fusion(results, k, self.rrf_k, self.weights)
         return weighted_score_fusion(results, k, self.weights, self.normalization)
+
+    def _rescored_union(self, queries: Sequence[str], results: Sequence[SearchResult], k: int) -> SearchResult:
+        union = [list(dict.fromkeys(pid for res in results for pid in res.ids[i] if pid != NO_ID))
+                 for i in range(len(queries))]
+        scores = self.score_candidates(queries, union)
+        ids = np.full((len(queries), k), NO_ID, dtype=object)
+        out = np.full((len(queries), k), NO_SCORE, dtype=np.float32)
+        for i, (cands, s) in enumerate(zip(union, scores, strict=True)):
+            order = np.argsort(-s, kind="stable")[:k]  # ties keep the union's order: first list first
+            ids[i, : len(order)] = np.asarray(cands, dtype=object)[order]
+            out[i, : len(order)] = s[order]
+        return SearchResult(ids, out)
 
     def score_candidates(
         self, queries: Sequence[str], candidates: Sequence[Sequence[str]]
