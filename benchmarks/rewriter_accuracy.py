@@ -35,7 +35,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy.stats import binomtest
+
+from shopsearch.eval.significance import wilson_interval
 
 HERE = Path(__file__).resolve().parent
 LABELS = HERE / "labels"
@@ -49,12 +50,10 @@ COLUMNS = ["seed", "type", "rule_type", "source", "candidate", "rewrite", "label
 PAPER = {"qa": "> 90%", "negative": "81.6%", "alternative": "weak (no figure)"}
 
 
-def wilson(k: int, n: int, confidence: float = 0.95) -> list[float] | None:
-    """Wilson score interval of k successes in n trials (None when n = 0)."""
-    if n == 0:
-        return None
-    ci = binomtest(k, n).proportion_ci(confidence_level=confidence, method="wilson")
-    return [round(float(ci.low), 4), round(float(ci.high), 4)]
+def wilson(k: int, n: int) -> list[float] | None:
+    """Wilson 95% interval of k successes in n trials, rounded for the JSON (None when n = 0)."""
+    ci = wilson_interval(k, n)
+    return None if ci is None else [round(ci[0], 4), round(ci[1], 4)]
 
 
 def clustered_ci(hits: np.ndarray, clusters: np.ndarray, *, n_resamples: int = 5000, seed: int = 0,

@@ -14,18 +14,16 @@ from __future__ import annotations
 from typing import Any
 
 import pandas as pd
-from scipy import stats
 
 from shopsearch.data.schema import Judgments
+from shopsearch.eval.significance import wilson_interval
 from shopsearch.synthesis.errors import SynthesisError
 
 
 def _share(k: int, n: int) -> dict[str, Any]:
-    if n == 0:
-        return {"judged": 0, "relevant": 0, "precision": None, "wilson_95": None}
-    ci = stats.binomtest(k, n).proportion_ci(confidence_level=0.95, method="wilson")
-    return {"judged": n, "relevant": k, "precision": round(k / n, 4),
-            "wilson_95": [round(float(ci.low), 4), round(float(ci.high), 4)]}
+    ci = wilson_interval(k, n)
+    return {"judged": n, "relevant": k, "precision": round(k / n, 4) if n else None,
+            "wilson_95": None if ci is None else [round(ci[0], 4), round(ci[1], 4)]}
 
 
 def pair_precision(pairs: pd.DataFrame, judgments: Judgments, *, by: tuple[str, ...] = ("query_type", "source"),

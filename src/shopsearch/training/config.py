@@ -24,7 +24,7 @@ class Stage1Settings(_Strict):
     (paper: tau 0.02, delta 0.1).
 
     CPU recipe for all-MiniLM-L6-v2, chosen on Home Depot ``dev`` (README, training section): plain
-    InfoNCE (the mask lowered stage 1 by 0.52 NDCG@10, Holm p 0.0025, and the two-stage model by 0.19:
+    InfoNCE (the mask lowered stage 1 by 0.52 NDCG@10, Holm p 0.004, and the two-stage model by 0.19:
     on short mean-rated queries the products it drops as "false negatives" are mostly the hard
     negatives the model needs), tau 0.05 (the paper's 0.02 suits a 4B LLM's embedding geometry; at
     0.02 MiniLM lost recall), substitutes as positives (the paper's co-click substitutes; on
