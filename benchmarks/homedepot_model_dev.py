@@ -40,7 +40,7 @@ def main() -> None:
     ap.add_argument("--weights", type=float, nargs="*", default=[0.3, 0.4, 0.5, 0.6, 0.7])
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--rescore-union", action="store_true",
-                    help="also fuse over the union of both lists with exact scores (HybridRetriever(rescore_union=True))")
+                    help="also fuse over the union of both lists with exact scores (HybridRetriever's default)")
     args = ap.parse_args()
 
     dev = load_dataset(catalog=args.data / "products.csv", judgments=args.data / "judgments_dev.csv", format="homedepot")
@@ -57,14 +57,14 @@ def main() -> None:
             np.save(cache, vectors)
     bm25 = BM25Retriever(ids, texts)
     dense = DenseRetriever(encoder, ids, vectors)
-    systems = {"bm25": bm25, "dense": dense, "hybrid:rrf": HybridRetriever([bm25, dense])}
+    systems = {"bm25": bm25, "dense": dense,
+               "hybrid:rrf": HybridRetriever([bm25, dense], method="rrf", rescore_union=False)}
     for w in args.weights:
-        systems[f"hybrid:w{w:.2f}"] = HybridRetriever([bm25, dense], method="weighted", weights=[1 - w, w])
+        systems[f"hybrid:w{w:.2f}"] = HybridRetriever([bm25, dense], weights=[1 - w, w], rescore_union=False)
         if args.rescore_union:
-            systems[f"hybrid:w{w:.2f}:union"] = HybridRetriever([bm25, dense], method="weighted", weights=[1 - w, w],
-                                                                rescore_union=True)
+            systems[f"hybrid:w{w:.2f}:union"] = HybridRetriever([bm25, dense], weights=[1 - w, w])
     if args.rescore_union:
-        systems["hybrid:rrf:union"] = HybridRetriever([bm25, dense], rescore_union=True)
+        systems["hybrid:rrf:union"] = HybridRetriever([bm25, dense], method="rrf")
     report = evaluate(systems, dev.queries, dev.judgments, baseline="bm25", show_progress=False)
     full = report.to_dict()
     for name, info in full["systems"].items():

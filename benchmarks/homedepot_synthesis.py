@@ -289,8 +289,8 @@ def run_setting(setting: Setting, args: argparse.Namespace, ctx: dict[str, Any])
     config = SynthEvalConfig(n_resamples=args.resamples, min_good=args.min_good)
     reports = {}
     compared = {"dense": {"without": without, "with": with_pairs},
-                "hybrid": {"without": HybridRetriever([ctx["bm25"], without]),
-                           "with": HybridRetriever([ctx["bm25"], with_pairs])}}
+                "hybrid": {"without": HybridRetriever([ctx["bm25"], without], method="rrf", rescore_union=False),
+                           "with": HybridRetriever([ctx["bm25"], with_pairs], method="rrf", rescore_union=False)}}
     for kind, systems in compared.items():
         report = evaluate_setting(setting, systems, dev_set, seeds, classifier=ctx["business"],
                                   product_texts=ctx["text_map"], config=config,

@@ -9,7 +9,9 @@ import pytest
 from shopsearch.data.errors import ShopsearchError
 from shopsearch.retrieval.faiss_index import (
     IndexSpec,
+    available_threads,
     build_faiss_index,
+    configure_threads,
     l2_normalize,
     read_index,
     search_index,
@@ -122,3 +124,19 @@ def test_unreadable_index_is_a_clear_error(tmp_path):
     path.write_bytes(b"definitely not a faiss index")
     with pytest.raises(ShopsearchError, match="could not read the FAISS index"):
         read_index(path)
+
+
+def test_thread_pool_honours_omp_num_threads(monkeypatch):
+    """FAISS and torch share the OpenMP pool: a user's OMP_NUM_THREADS must survive the first search."""
+    before = faiss.omp_get_max_threads()
+    try:
+        monkeypatch.delenv("SHOPSEARCH_FAISS_THREADS", raising=False)
+        monkeypatch.setenv("OMP_NUM_THREADS", "1")
+        assert configure_threads() == 1 and faiss.omp_get_max_threads() == 1
+        monkeypatch.setenv("SHOPSEARCH_FAISS_THREADS", "2")
+        assert configure_threads() == 2
+        monkeypatch.delenv("SHOPSEARCH_FAISS_THREADS")
+        monkeypatch.delenv("OMP_NUM_THREADS")
+        assert configure_threads() == available_threads()
+    finally:
+        faiss.omp_set_num_threads(before)

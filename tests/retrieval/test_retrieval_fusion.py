@@ -136,23 +136,29 @@ SEM = Stub("dense", {"q": {"b": 0.9, "d": 0.8, "a": 0.1}})
 
 
 def test_hybrid_search_matches_the_pure_functions():
-    hybrid = HybridRetriever([LEX, SEM], depth=3)
+    hybrid = HybridRetriever([LEX, SEM], method="rrf", depth=3, rescore_union=False)
     assert isinstance(hybrid, Retriever) and hybrid.name == "hybrid"
     fused = hybrid.search(["q", "unknown"], k=4)
     assert fused.row(0)[0] == ["b", "a", "d", "c"]
     assert fused.row(1) == ([], [])
-    weighted = HybridRetriever([LEX, SEM], method="weighted", depth=3).search(["q"], k=2)
+    weighted = HybridRetriever([LEX, SEM], method="weighted", depth=3, rescore_union=False).search(["q"], k=2)
     assert weighted.row(0)[0] == ["b", "a"]
 
 
+def test_default_hybrid_is_weighted_fusion_over_the_rescored_union():
+    described = HybridRetriever([LEX, SEM]).describe()
+    assert described["method"] == "weighted" and described["rescore_union"] is True
+    assert described["weights"] is None and described["normalization"] == "minmax"
+
+
 def test_hybrid_score_candidates_rrf_over_candidate_ranks():
-    hybrid = HybridRetriever([LEX, SEM], rrf_k=60)
+    hybrid = HybridRetriever([LEX, SEM], method="rrf", rrf_k=60)
     (scores,) = hybrid.score_candidates(["q"], [["c", "a", "d"]])
     # LEX ranks within [c, a, d]: a=1, c=2, d=3 ; SEM: d=1, a=2, c=3
     expected = [1 / 62 + 1 / 63, 1 / 61 + 1 / 62, 1 / 63 + 1 / 61]
     np.testing.assert_allclose(scores, expected, rtol=1e-6)
     # ties share their average rank: LEX gives x and y both 0 -> rank 1.5 each
-    (tied,) = HybridRetriever([LEX]).score_candidates(["q"], [["x", "y"]])
+    (tied,) = HybridRetriever([LEX], method="rrf").score_candidates(["q"], [["x", "y"]])
     np.testing.assert_allclose(tied, [1 / 61.5, 1 / 61.5], rtol=1e-6)
 
 
@@ -175,7 +181,7 @@ def test_rescored_union_scores_every_candidate_exactly():
     np.testing.assert_allclose(scores, [1 + 7 / 9, 1.0], rtol=1e-6)
     assert fused.row(1) == ([], [])
     assert hybrid.describe()["rescore_union"] is True
-    floors = HybridRetriever([LEX, SEM], method="weighted", depth=2).search(["q"], k=2)
+    floors = HybridRetriever([LEX, SEM], method="weighted", depth=2, rescore_union=False).search(["q"], k=2)
     np.testing.assert_allclose(floors.row(0)[1], [1.0, 1.0])
 
 
@@ -186,8 +192,42 @@ def test_rescored_union_needs_components_that_score_candidates():
         def search(self, queries, k):
             return LEX.search(queries, k)
 
-    with pytest.raises(ShopsearchError, match="search-only"):
-        HybridRetriever([LEX, SearchOnly()], rescore_union=True)
+    with pytest.raises(ShopsearchError, match="search-only.*rescore_union=False"):
+        HybridRetriever([LEX, SearchOnly()])
+    fused = HybridRetriever([LEX, SearchOnly()], rescore_union=False).search(["q"], k=2)
+    assert fused.row(0)[0] == ["a", "b"]
+
+
+def test_rescored_union_encodes_each_dense_query_once():
+    """Without a query cache (a server measuring its encoder), the dense component's search and its
+    scoring of the union share one encoding, and the exact scores are the stored vectors' cosines."""
+    from shopsearch.retrieval.dense import DenseRetriever
+
+    class CountingEncoder:
+        model_id, dimension, normalize = "counting", 3, True
+
+        def __init__(self) -> None:
+            self.calls: list[list[str]] = []
+
+        def encode(self, texts, *, is_query=False, show_progress=False):
+            self.calls.append(list(texts))
+            return np.array([[1.0, 2.0 * len(t), 0.3] for t in texts], dtype=np.float32)
+
+    enc = CountingEncoder()
+    vectors = np.array([[1, 0, 0], [0, 1, 0], [0, 0, 1], [1, 1, 1]], dtype=np.float32)
+    dense = DenseRetriever(enc, ["a", "b", "c", "d"], vectors, query_cache_size=0)
+    fused = HybridRetriever([LEX, dense], depth=2).search(["q", "unknown"], k=2)
+    assert enc.calls == [["q", "unknown"]]
+    # union for "q": LEX [a, b] + dense [b, d] -> exact cosines of q = (1, 2, .3) with a, b, d
+    q = np.array([1, 2, 0.3])
+    cos = (vectors / np.linalg.norm(vectors, axis=1, keepdims=True)) @ (q / np.linalg.norm(q))
+    lex = np.array([9.0, 7.0, 0.0])  # a, b, d
+    sem = cos[[0, 1, 3]]
+    expected = (lex - lex.min()) / np.ptp(lex) + (sem - sem.min()) / np.ptp(sem)
+    ids, scores = fused.row(0)
+    assert ids == ["b", "a"]  # then d: 0.905
+    np.testing.assert_allclose(scores, expected[[1, 0]], rtol=1e-5)
+    assert expected[2] < expected[0]
 
 
 def test_hybrid_validates_its_options():
@@ -213,3 +253,13 @@ def test_normalisation_of_padded_rows_is_silent_and_zero(method):
     expected_single = 1.0 if method == "minmax" else 0.0
     assert norm[1].tolist() == [expected_single, 0.0]
     assert norm[2].tolist() == ([1.0, 0.0] if method == "minmax" else [1.0, -1.0])
+
+
+def test_system_specs_name_the_default_hybrid_plainly():
+    from shopsearch.retrieval.systems import SystemSpec, parse_system
+
+    assert parse_system("hybrid") == parse_system("hybrid:weighted") == SystemSpec("hybrid", fusion="weighted")
+    assert parse_system("hybrid").name == "hybrid"
+    assert parse_system("hybrid:rrf").name == "hybrid:rrf" and parse_system("hybrid:rrf").fusion == "rrf"
+    with pytest.raises(ShopsearchError, match="hybrid:rrf"):
+        parse_system("hybrid:borda")

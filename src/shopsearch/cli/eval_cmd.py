@@ -40,7 +40,7 @@ def evaluate(
         list[str] | None,
         typer.Option(
             "--system", "-s",
-            help="bm25 | dense | dense:MODEL_PATH | hybrid | hybrid:weighted, repeatable; the first is the baseline "
+            help="bm25 | dense | dense:MODEL_PATH | hybrid | hybrid:rrf, repeatable; the first is the baseline "
             "(default: bm25, dense, hybrid).",
         ),
     ] = None,

@@ -169,13 +169,20 @@ class DenseRetriever:
         return SearchResult(ids, scores)
 
     def score_candidates(
-        self, queries: Sequence[str], candidates: Sequence[Sequence[str]]
+        self,
+        queries: Sequence[str],
+        candidates: Sequence[Sequence[str]],
+        *,
+        query_vectors: np.ndarray | None = None,
     ) -> list[np.ndarray]:
         """Exact cosine (inner product when not normalising) of each query with each listed
-        product, from the stored vectors rather than the possibly approximate FAISS index."""
+        product, from the stored vectors rather than the possibly approximate FAISS index.
+        ``query_vectors``: the queries' vectors when the caller has them (from :meth:`encode_queries`)."""
         if len(queries) != len(candidates):
             raise ShopsearchError(f"{len(queries)} queries but {len(candidates)} candidate lists")
-        q = self.encode_queries(queries)
+        q = self.encode_queries(queries) if query_vectors is None else np.asarray(query_vectors, dtype=np.float32)
+        if q.shape != (len(queries), self.dimension):
+            raise ShopsearchError(f"query vectors of shape {q.shape}, expected ({len(queries)}, {self.dimension})")
         if self.normalize:
             q = l2_normalize(q)
         return [

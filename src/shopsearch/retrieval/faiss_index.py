@@ -65,14 +65,17 @@ def available_threads() -> int:
 
 
 def configure_threads(n: int | None = None) -> int:
-    """Set FAISS's OpenMP pool. Default: the CPUs we may use, capped by ``SHOPSEARCH_FAISS_THREADS``.
+    """Set FAISS's OpenMP pool. Default: ``SHOPSEARCH_FAISS_THREADS``, else ``OMP_NUM_THREADS``, else
+    the CPUs we may use.
 
     OpenMP otherwise sizes itself from the machine's cores, which in a container with a CPU quota
-    means oversubscription and much slower searches.
+    means oversubscription and much slower searches. The pool is the process's: FAISS and torch
+    share libgomp, so ignoring ``OMP_NUM_THREADS`` here would also widen every torch op after the
+    first search (two 1-thread trainings on 2 cores ran 6x slower after their first dev evaluation).
     """
     if n is None:
-        env = os.environ.get("SHOPSEARCH_FAISS_THREADS")
-        n = int(env) if env and env.isdigit() else available_threads()
+        env = os.environ.get("SHOPSEARCH_FAISS_THREADS") or os.environ.get("OMP_NUM_THREADS")
+        n = int(env) if env and env.strip().isdigit() else available_threads()
     n = max(1, int(n))
     faiss.omp_set_num_threads(n)
     return n

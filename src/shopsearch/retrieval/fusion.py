@@ -160,13 +160,16 @@ def _average_ranks_desc(x: np.ndarray) -> np.ndarray:
 class HybridRetriever:
     """Fuses component retrievers (typically BM25 + dense), each searched to ``depth``.
 
-    ``rrf`` needs no tuning and is robust to incomparable score scales; ``weighted`` uses
-    per-query normalised scores (``normalization``) and ``weights`` (default: equal).
+    ``weighted`` (the default) sums per-query normalised scores (``normalization``) with ``weights``
+    (default: equal); ``rrf`` needs no score scale at all and sums reciprocal ranks.
 
-    ``rescore_union``: fuse over the union of the component lists with every product scored exactly
-    by every component (:meth:`score_candidates`, normalised or ranked over the union), instead of
-    crediting a product missing from one list with that list's floor. Costs one more scoring pass
-    per component (the dense query is encoded again); every component needs ``score_candidates``.
+    ``rescore_union`` (the default): fuse over the union of the component lists with every product
+    scored exactly by every component (:meth:`score_candidates`, normalised or ranked over the
+    union), instead of crediting a product missing from one list with that list's floor. Every
+    component then needs ``score_candidates``; a dense component (one with ``encode_queries`` and
+    ``search_vectors``) encodes each query once for both passes. On Home Depot ``dev`` with the
+    trained model, equal-weight min-max fusion over the rescored union gave NDCG@10 0.4041 against
+    0.3959 without rescoring and 0.3863 for plain RRF (README, training section).
     """
 
     name = "hybrid"
@@ -175,12 +178,12 @@ class HybridRetriever:
         self,
         retrievers: Sequence[Retriever],
         *,
-        method: Literal["rrf", "weighted"] = "rrf",
+        method: Literal["rrf", "weighted"] = "weighted",
         rrf_k: int = 60,
         weights: Sequence[float] | None = None,
         depth: int = 100,
         normalization: Normalization = "minmax",
-        rescore_union: bool = False,
+        rescore_union: bool = True,
     ) -> None:
         if not retrievers:
             raise ShopsearchError("a hybrid retriever needs at least one component")
@@ -202,7 +205,10 @@ class HybridRetriever:
         if rescore_union:
             missing = [r.name for r in self.retrievers if not hasattr(r, "score_candidates")]
             if missing:
-                raise ShopsearchError(f"rescore_union needs components that score candidate lists; not {missing}")
+                raise ShopsearchError(
+                    f"rescore_union needs components that score candidate lists; not {missing} "
+                    "(pass rescore_union=False to fuse their lists as they are)"
+                )
 
     def describe(self) -> dict[str, object]:
         return {
@@ -217,17 +223,29 @@ class HybridRetriever:
 
     def search(self, queries: Sequence[str], k: int) -> SearchResult:
         depth = max(self.depth, k)
-        results = [r.search(queries, depth) for r in self.retrievers]
         if self.rescore_union:
-            return self._rescored_union(queries, results, k)
+            return self._rescored_union(queries, depth, k)
+        results = [r.search(queries, depth) for r in self.retrievers]
         if self.method == "rrf":
             return reciprocal_rank_fusion(results, k, self.rrf_k, self.weights)
         return weighted_score_fusion(results, k, self.weights, self.normalization)
 
-    def _rescored_union(self, queries: Sequence[str], results: Sequence[SearchResult], k: int) -> SearchResult:
+    def _rescored_union(self, queries: Sequence[str], depth: int, k: int) -> SearchResult:
+        # A dense component's query vectors serve both its search and its scoring of the union:
+        # encoding is most of a dense search's cost, and a server may run without a query cache.
+        vectors = [r.encode_queries(queries) if _encodes_queries(r) else None for r in self.retrievers]
+        results = [
+            r.search(queries, depth) if v is None else r.search_vectors(v, depth)  # type: ignore[attr-defined]
+            for r, v in zip(self.retrievers, vectors, strict=True)
+        ]
         union = [list(dict.fromkeys(pid for res in results for pid in res.ids[i] if pid != NO_ID))
                  for i in range(len(queries))]
-        scores = self.score_candidates(queries, union)
+        parts = [
+            r.score_candidates(queries, union) if v is None  # type: ignore[attr-defined]
+            else r.score_candidates(queries, union, query_vectors=v)  # type: ignore[attr-defined]
+            for r, v in zip(self.retrievers, vectors, strict=True)
+        ]
+        scores = self._combine(parts, union)
         ids = np.full((len(queries), k), NO_ID, dtype=object)
         out = np.full((len(queries), k), NO_SCORE, dtype=np.float32)
         for i, (cands, s) in enumerate(zip(union, scores, strict=True)):
@@ -246,6 +264,9 @@ class HybridRetriever:
             if not hasattr(r, "score_candidates"):
                 raise ShopsearchError(f"component {r.name!r} cannot score candidate lists")
             parts.append(r.score_candidates(queries, candidates))
+        return self._combine(parts, candidates)
+
+    def _combine(self, parts: Sequence[Sequence[np.ndarray]], candidates: Sequence[Sequence[str]]) -> list[np.ndarray]:
         w = _weights(len(parts), self.weights)
         out = []
         for i, cands in enumerate(candidates):
@@ -259,3 +280,8 @@ class HybridRetriever:
                     total += wi * norm[0]
             out.append(total.astype(np.float32))
         return out
+
+
+def _encodes_queries(retriever: Retriever) -> bool:
+    """A dense-style component: query vectors, then a search and candidate scoring from them."""
+    return all(hasattr(retriever, a) for a in ("encode_queries", "search_vectors", "score_candidates"))

@@ -1,9 +1,11 @@
 """Named retrieval systems from short specs, as the CLI and config files write them.
 
-``bm25`` | ``dense`` | ``dense:PATH`` (another encoder) | ``hybrid`` (= ``hybrid:rrf``) |
-``hybrid:weighted``. A hybrid fuses BM25 with the first dense system of the list (the default
-encoder when the list has none), so ``--system bm25 --system dense:my-model --system hybrid``
-compares the fused model with its parts. Each product text is encoded once per encoder.
+``bm25`` | ``dense`` | ``dense:PATH`` (another encoder) | ``hybrid`` (= ``hybrid:weighted``: equal-
+weight min-max fusion over the rescored union of both lists, :class:`HybridRetriever`'s default) |
+``hybrid:rrf`` (reciprocal rank fusion over the same union). A hybrid fuses BM25 with the first
+dense system of the list (the default encoder when the list has none), so ``--system bm25 --system
+dense:my-model --system hybrid`` compares the fused model with its parts. Each product text is
+encoded once per encoder.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ class SystemSpec:
 
     kind: Literal["bm25", "dense", "hybrid"]
     model: str | None = None  # dense: encoder path or name
-    fusion: Literal["rrf", "weighted"] = "rrf"  # hybrid
+    fusion: Literal["rrf", "weighted"] = "weighted"  # hybrid
 
     @property
     def name(self) -> str:
@@ -36,7 +38,7 @@ class SystemSpec:
             path = Path(self.model)
             # a training run's model sits in RUN/model: name it after the run
             return f"dense:{path.parent.name if path.name == 'model' and path.parent.name else path.name or self.model}"
-        if self.kind == "hybrid" and self.fusion != "rrf":
+        if self.kind == "hybrid" and self.fusion != "weighted":
             return f"hybrid:{self.fusion}"
         return self.kind
 
@@ -49,8 +51,8 @@ def parse_system(spec: str) -> SystemSpec:
     if kind == "dense":
         return SystemSpec("dense", model=arg or None)
     if kind == "hybrid" and arg in ("", "rrf", "weighted"):
-        return SystemSpec("hybrid", fusion="weighted" if arg == "weighted" else "rrf")
-    raise ShopsearchError(f"unknown system {spec!r}; use bm25, dense, dense:MODEL_PATH, hybrid or hybrid:weighted")
+        return SystemSpec("hybrid", fusion="rrf" if arg == "rrf" else "weighted")
+    raise ShopsearchError(f"unknown system {spec!r}; use bm25, dense, dense:MODEL_PATH, hybrid or hybrid:rrf")
 
 
 def build_systems(

@@ -208,7 +208,10 @@ class IndexHolder:
             )
         if "bm25" in retrievers and "dense" in retrievers:
             retrievers["hybrid"] = HybridRetriever(
-                [retrievers["bm25"], retrievers["dense"]], method=s.hybrid_method, depth=s.hybrid_depth
+                [retrievers["bm25"], retrievers["dense"]],
+                method=s.hybrid_method,
+                depth=s.hybrid_depth,
+                rescore_union=s.hybrid_rescore_union,
             )
         # Warm every path before the swap: a broken part fails here, not on a shopper's request,
         # and the first real query does not pay for page faults and lazy initialisation.

@@ -41,8 +41,13 @@ class ServeSettings(BaseModel):
     # filters: fetch k * overfetch unfiltered candidates, grow x4 up to max_fetch while too few pass
     overfetch: int = Field(5, ge=1)
     max_fetch: int = Field(1000, ge=1)
-    hybrid_method: Literal["rrf", "weighted"] = "rrf"
+    hybrid_method: Literal["rrf", "weighted"] = Field(
+        "weighted", description="weighted: equal-weight min-max score fusion; rrf: reciprocal rank fusion"
+    )
     hybrid_depth: int = Field(100, ge=1, description="candidates each component contributes to a hybrid")
+    hybrid_rescore_union: bool = Field(
+        True, description="score every product of the union of both lists exactly with both components before fusing"
+    )
     # index and encoder
     mmap: bool = Field(True, description="memory-map vectors, BM25 arrays and the FAISS index where possible")
     verify: bool = Field(True, description="check every index file's checksum on (re)load")
