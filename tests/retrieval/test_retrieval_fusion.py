@@ -192,7 +192,7 @@ def test_rescored_union_needs_components_that_score_candidates():
         def search(self, queries, k):
             return LEX.search(queries, k)
 
-    with pytest.raises(ShopsearchError, match="search-only.*rescore_union=False"):
+    with pytest.raises(ShopsearchError, match=r"search-only.*rescore_union=False"):
         HybridRetriever([LEX, SearchOnly()])
     fused = HybridRetriever([LEX, SearchOnly()], rescore_union=False).search(["q"], k=2)
     assert fused.row(0)[0] == ["a", "b"]
@@ -258,7 +258,9 @@ def test_normalisation_of_padded_rows_is_silent_and_zero(method):
 def test_system_specs_name_the_default_hybrid_plainly():
     from shopsearch.retrieval.systems import SystemSpec, parse_system
 
-    assert parse_system("hybrid") == parse_system("hybrid:weighted") == SystemSpec("hybrid", fusion="weighted")
+    assert (
+        parse_system("hybrid") == parse_system("hybrid:weighted") == SystemSpec("hybrid", fusion="weighted")
+    )
     assert parse_system("hybrid").name == "hybrid"
     assert parse_system("hybrid:rrf").name == "hybrid:rrf" and parse_system("hybrid:rrf").fusion == "rrf"
     with pytest.raises(ShopsearchError, match="hybrid:rrf"):

@@ -180,9 +180,15 @@ class DenseRetriever:
         ``query_vectors``: the queries' vectors when the caller has them (from :meth:`encode_queries`)."""
         if len(queries) != len(candidates):
             raise ShopsearchError(f"{len(queries)} queries but {len(candidates)} candidate lists")
-        q = self.encode_queries(queries) if query_vectors is None else np.asarray(query_vectors, dtype=np.float32)
+        q = (
+            self.encode_queries(queries)
+            if query_vectors is None
+            else np.asarray(query_vectors, dtype=np.float32)
+        )
         if q.shape != (len(queries), self.dimension):
-            raise ShopsearchError(f"query vectors of shape {q.shape}, expected ({len(queries)}, {self.dimension})")
+            raise ShopsearchError(
+                f"query vectors of shape {q.shape}, expected ({len(queries)}, {self.dimension})"
+            )
         if self.normalize:
             q = l2_normalize(q)
         return [

@@ -9,7 +9,7 @@ component order, so results are deterministic.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
+from typing import Literal, Protocol, cast, runtime_checkable
 
 import numpy as np
 import pandas as pd
@@ -18,6 +18,32 @@ from shopsearch.data.errors import ShopsearchError
 from shopsearch.retrieval.base import NO_ID, NO_SCORE, Retriever, SearchResult
 
 Normalization = Literal["minmax", "zscore"]
+
+
+@runtime_checkable
+class CandidateScorer(Protocol):
+    """A retriever that also scores given products for each query (needed by ``rescore_union``)."""
+
+    def score_candidates(
+        self, queries: Sequence[str], candidates: Sequence[Sequence[str]]
+    ) -> list[np.ndarray]: ...
+
+
+@runtime_checkable
+class QueryVectorRetriever(Protocol):
+    """A dense-style retriever: query vectors first, then a search and candidate scoring from them."""
+
+    def encode_queries(self, queries: Sequence[str]) -> np.ndarray: ...
+
+    def search_vectors(self, qvecs: np.ndarray, k: int) -> SearchResult: ...
+
+    def score_candidates(
+        self,
+        queries: Sequence[str],
+        candidates: Sequence[Sequence[str]],
+        *,
+        query_vectors: np.ndarray | None = None,
+    ) -> list[np.ndarray]: ...
 
 
 def candidate_positions(index: pd.Index, candidates: Sequence[str], *, who: str) -> np.ndarray:
@@ -203,7 +229,7 @@ class HybridRetriever:
         self.normalization = normalization
         self.rescore_union = rescore_union
         if rescore_union:
-            missing = [r.name for r in self.retrievers if not hasattr(r, "score_candidates")]
+            missing = [r.name for r in self.retrievers if not isinstance(r, CandidateScorer)]
             if missing:
                 raise ShopsearchError(
                     f"rescore_union needs components that score candidate lists; not {missing} "
@@ -233,16 +259,24 @@ class HybridRetriever:
     def _rescored_union(self, queries: Sequence[str], depth: int, k: int) -> SearchResult:
         # A dense component's query vectors serve both its search and its scoring of the union:
         # encoding is most of a dense search's cost, and a server may run without a query cache.
-        vectors = [r.encode_queries(queries) if _encodes_queries(r) else None for r in self.retrievers]
+        vectors = [
+            r.encode_queries(queries) if isinstance(r, QueryVectorRetriever) else None
+            for r in self.retrievers
+        ]
         results = [
-            r.search(queries, depth) if v is None else r.search_vectors(v, depth)  # type: ignore[attr-defined]
+            r.search_vectors(v, depth)
+            if isinstance(r, QueryVectorRetriever) and v is not None
+            else r.search(queries, depth)
             for r, v in zip(self.retrievers, vectors, strict=True)
         ]
-        union = [list(dict.fromkeys(pid for res in results for pid in res.ids[i] if pid != NO_ID))
-                 for i in range(len(queries))]
+        union = [
+            list(dict.fromkeys(pid for res in results for pid in res.ids[i] if pid != NO_ID))
+            for i in range(len(queries))
+        ]
         parts = [
-            r.score_candidates(queries, union) if v is None  # type: ignore[attr-defined]
-            else r.score_candidates(queries, union, query_vectors=v)  # type: ignore[attr-defined]
+            r.score_candidates(queries, union, query_vectors=v)
+            if isinstance(r, QueryVectorRetriever)
+            else cast(CandidateScorer, r).score_candidates(queries, union)
             for r, v in zip(self.retrievers, vectors, strict=True)
         ]
         scores = self._combine(parts, union)
@@ -266,7 +300,9 @@ class HybridRetriever:
             parts.append(r.score_candidates(queries, candidates))
         return self._combine(parts, candidates)
 
-    def _combine(self, parts: Sequence[Sequence[np.ndarray]], candidates: Sequence[Sequence[str]]) -> list[np.ndarray]:
+    def _combine(
+        self, parts: Sequence[Sequence[np.ndarray]], candidates: Sequence[Sequence[str]]
+    ) -> list[np.ndarray]:
         w = _weights(len(parts), self.weights)
         out = []
         for i, cands in enumerate(candidates):
@@ -280,8 +316,3 @@ class HybridRetriever:
                     total += wi * norm[0]
             out.append(total.astype(np.float32))
         return out
-
-
-def _encodes_queries(retriever: Retriever) -> bool:
-    """A dense-style component: query vectors, then a search and candidate scoring from them."""
-    return all(hasattr(retriever, a) for a in ("encode_queries", "search_vectors", "score_candidates"))

@@ -86,7 +86,9 @@ def build_systems(
     def get_dense(model: str | None) -> Retriever:
         if model not in dense_by_model:
             encoder = SentenceEncoder(model, batch_size=batch_size)
-            dense_by_model[model] = DenseRetriever.build(encoder, product_ids, texts, spec, show_progress=show_progress)
+            dense_by_model[model] = DenseRetriever.build(
+                encoder, product_ids, texts, spec, show_progress=show_progress
+            )
         return dense_by_model[model]
 
     first_dense_model = next((s.model for s in parsed if s.kind == "dense"), None)
