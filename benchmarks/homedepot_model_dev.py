@@ -5,8 +5,9 @@ The quick check behind every recipe decision of issue 3 (tune on `dev`, never on
     .venv/bin/python benchmarks/homedepot_model_dev.py runs/hd/model [--out runs/hd/dev_eval.json]
 
 Product vectors are cached beside the model (``dev_product_vectors.npy``). Prints NDCG@10 /
-Recall@100 / MAP@10 of the dense model, of RRF fusion and of min-max weighted fusion at each
-dense weight of the sweep, with the paired randomisation p-value of each hybrid against BM25.
+Recall@100 / MAP@10 of the dense model, of RRF fusion and of min-max (with --zscore also z-score)
+weighted fusion at each dense weight of the sweep, with the paired randomisation p-value of each
+hybrid against BM25.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--rescore-union", action="store_true",
                     help="also fuse over the union of both lists with exact scores (HybridRetriever's default)")
+    ap.add_argument("--zscore", action="store_true", help="also fuse z-scored instead of min-max normalised scores")
     args = ap.parse_args()
 
     dev = load_dataset(catalog=args.data / "products.csv", judgments=args.data / "judgments_dev.csv", format="homedepot")
@@ -63,6 +65,10 @@ def main() -> None:
         systems[f"hybrid:w{w:.2f}"] = HybridRetriever([bm25, dense], weights=[1 - w, w], rescore_union=False)
         if args.rescore_union:
             systems[f"hybrid:w{w:.2f}:union"] = HybridRetriever([bm25, dense], weights=[1 - w, w])
+        if args.zscore:
+            for union in (False, True) if args.rescore_union else (False,):
+                systems[f"hybrid:w{w:.2f}:z{':union' if union else ''}"] = HybridRetriever(
+                    [bm25, dense], weights=[1 - w, w], normalization="zscore", rescore_union=union)
     if args.rescore_union:
         systems["hybrid:rrf:union"] = HybridRetriever([bm25, dense], method="rrf")
     report = evaluate(systems, dev.queries, dev.judgments, baseline="bm25", show_progress=False)
