@@ -77,7 +77,7 @@ class DenseRetriever:
         self.index = index
         self._positions = pd.Index(ids, dtype=object)  # not "str": see serve.products.ProductTable
         # Query vectors are cached (LRU): evaluation asks for the same queries in search() and
-        # score_candidates(), a hybrid asks again, and shoppers repeat head queries.
+        # score_candidates(), and shoppers repeat head queries.
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._cache_size = query_cache_size
         self._cache_lock = threading.Lock()

@@ -295,7 +295,7 @@ class HybridRetriever:
         (ties share their average rank), or the weighted sum of scores normalised over the list."""
         parts = []
         for r in self.retrievers:
-            if not hasattr(r, "score_candidates"):
+            if not isinstance(r, CandidateScorer):
                 raise ShopsearchError(f"component {r.name!r} cannot score candidate lists")
             parts.append(r.score_candidates(queries, candidates))
         return self._combine(parts, candidates)
