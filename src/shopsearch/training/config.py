@@ -47,6 +47,10 @@ class Stage1Settings(_Strict):
     positive_min_grade: int | None = None
     substitutes_as_positives: bool = True
     max_pairs_per_query: int | None = None
+    query_typo_rate: float = Field(
+        0.0, ge=0, le=1,
+        description="share of pairs whose query is replaced by a misspelt copy (typo-aware training; 0 = off)",
+    )
 
 
 class Stage2Settings(_Strict):

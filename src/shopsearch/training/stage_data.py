@@ -35,6 +35,7 @@ from shopsearch.training.pairs import (
     synthetic_query_id,
 )
 from shopsearch.training.sampler import RowKeys, group_keys, pair_keys
+from shopsearch.training.typos import QueryTypoConfig, add_query_typos
 
 
 def stage1_data(
@@ -93,6 +94,8 @@ def stage1_data(
             pairs, n, train_set.catalog.ids, train_set.judgments, seed=config.seed
         )
         stats["mining"] = {**mining, "negatives_filled_random": filled}
+    if s1.query_typo_rate > 0:  # after mining, so negatives are mined for the query as typed
+        pairs, stats["query_typos"] = add_query_typos(pairs, QueryTypoConfig(rate=s1.query_typo_rate, seed=config.seed))
     stats["rows"] = len(pairs)
     return pairs_to_columns(pairs, product_text, n), pair_keys(pairs), stats
 
