@@ -49,7 +49,8 @@ class Stage1Settings(_Strict):
     max_pairs_per_query: int | None = None
     query_typo_rate: float = Field(
         0.0, ge=0, le=1,
-        description="share of pairs whose query is replaced by a misspelt copy (typo-aware training; 0 = off)",
+        description="share of pairs whose query is replaced by a misspelt copy (typo-aware training; 0 = off; "
+        "0.3 gave no gain on Home Depot dev, README training section)",
     )
 
 
