@@ -83,6 +83,21 @@ def test_each_rule_drops_what_it_should():
     assert 0 < stats["mean_negative_to_positive_score"] <= 0.95
 
 
+def test_without_the_relative_score_rule_the_hardest_unjudged_products_are_negatives():
+    table = {"drill": {"pos": 0.80, "above": 0.85, "dup": 0.80 * 0.96, "judged": 0.70, "far": 0.10}}
+    judg = Judgments(pd.DataFrame({"query_id": ["q1"], "product_id": ["judged"], "grade": [3]}), ESCI)
+    pairs = pairs_frame([("q1", "drill", "pos")])
+    out, stats = mine_hard_negatives(
+        pairs, FakeRetriever(table), judg, MiningConfig(top_k=10, n_negatives=3, max_relative_score=None)
+    )
+    assert out.iloc[0][["negative_1", "negative_2", "negative_3"]].tolist() == ["above", "dup", "far"]
+    assert stats["dropped"]["above_relative_score"] == 0 and stats["dropped"]["judged_top_grade"] == 1
+    kept, _ = mine_hard_negatives(pairs, FakeRetriever(table), judg, MiningConfig(top_k=10, n_negatives=3))
+    assert kept.iloc[0][["negative_1", "negative_2", "negative_3"]].tolist() == ["far", None, None]
+    with pytest.raises(ValueError, match="max_relative_score"):
+        MiningConfig(max_relative_score=0.0)
+
+
 def test_mean_rating_excludes_grades_six_and_five():
     table = {"tile": {"pos": 0.9, "g6": 0.6, "g5": 0.59, "g4": 0.58, "g0": 0.57}}
     judg = Judgments(

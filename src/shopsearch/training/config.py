@@ -42,7 +42,9 @@ class Stage1Settings(_Strict):
     warmup_ratio: float = Field(0.1, ge=0, lt=1)
     hard_negatives: int = Field(0, ge=0, description="mined hard negatives per pair (0: in-batch only)")
     mining_top_k: int = Field(30, ge=1)
-    mining_max_relative_score: float = Field(0.95, gt=0, description="drop candidates above this x positive score")
+    mining_max_relative_score: float | None = Field(
+        0.95, gt=0, description="drop candidates above this x positive score (None: no such rule)"
+    )
     mining_exclude_top_grades: int = Field(2, ge=0, description="drop products judged in the top N grades")
     positive_min_grade: int | None = None
     substitutes_as_positives: bool = True
@@ -81,7 +83,10 @@ class Stage2Settings(_Strict):
         3, ge=0, description="unjudged products mined per query with the stage-1 model, added at the bottom level"
     )
     mining_top_k: int = Field(30, ge=1)
-    mining_max_relative_score: float = Field(0.95, gt=0)
+    mining_max_relative_score: float | None = Field(
+        0.95, gt=0, description="drop unjudged candidates above this x the best judged product's score (None: no "
+        "such rule; on Home Depot dev neither 1.0 nor None was a decisive gain, README training section)",
+    )
 
 
 class DevEvalSettings(_Strict):

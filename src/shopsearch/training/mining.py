@@ -11,7 +11,9 @@ candidates are the query's dense top-k; dropped, each under the FIRST rule that 
                             6 and 5) — labelled good, so pushing it away would teach the wrong thing;
 4. ``above_relative_score`` a candidate scoring above ``max_relative_score`` x the positive's score:
                             too close to the positive to trust as a negative (near-duplicates,
-                            unlabelled good products).
+                            unlabelled good products). ``None`` turns the rule off: on pooled
+                            judgments, where every unjudged product counts as irrelevant, those are
+                            the products that outrank the judged ones.
 
 The first ``n_negatives`` survivors (or a seeded random choice of them) become ``negative_1..n``,
 hardest first. A pair short of n after ``top_k`` is re-mined at ``refill_top_k`` depth; still
@@ -54,7 +56,7 @@ class MiningConfig:
 
     top_k: int = 50
     n_negatives: int = 4
-    max_relative_score: float = 0.95
+    max_relative_score: float | None = 0.95
     exclude_top_grades: int = 2
     sample: Literal["top", "random"] = "top"
     seed: int = 0
@@ -64,6 +66,8 @@ class MiningConfig:
     def __post_init__(self) -> None:
         if self.top_k < 1 or self.n_negatives < 1 or self.batch_size < 1:
             raise ValueError("top_k, n_negatives and batch_size must be >= 1")
+        if self.max_relative_score is not None and self.max_relative_score <= 0:
+            raise ValueError(f"max_relative_score must be > 0 or None, got {self.max_relative_score}")
         if self.sample not in ("top", "random"):
             raise ValueError(f"sample must be 'top' or 'random', got {self.sample!r}")
 
@@ -254,7 +258,8 @@ def _filter(
     pos = long["_pos_score"].to_numpy()
     # r x positive for a positive score; for a negative one the same margin below it, so the rule
     # still means "within (1 - r) of the positive" whatever the sign of the similarity.
-    threshold = pos - (1.0 - config.max_relative_score) * np.abs(pos)
+    r = config.max_relative_score
+    threshold = np.full_like(pos, np.inf) if r is None else pos - (1.0 - r) * np.abs(pos)
     rules = [
         (long["cand"] == long["product_id"]).to_numpy(),
         keys.isin(bad["other_positive"]).to_numpy(),
