@@ -4,13 +4,13 @@ misspelling splits ``frrezer`` into word pieces it has not learnt to map near ``
 Typo-aware training (Zhuang and Zuccon, "Dealing with Typos for BERT-based Passage Retrieval and
 Ranking", EMNLP 2021) replaces a training query by a misspelt copy with some probability, so the
 encoder learns to place both near the same products. The edits are theirs — delete, insert,
-substitute with a keyboard neighbour, swap adjacent characters — plus joining two words, which real
-e-commerce queries show as often (``exteriorpaint``, ``floorcleaners`` on Home Depot ``dev``, where
-29% of the queries hold a word that no product title contains).
+substitute with a keyboard neighbour, swap adjacent characters — plus joining two words, which Home
+Depot queries show too (``exteriorpaint``, ``floorcleaners`` in ``dev``, where 29% of the queries hold
+a word that no product title contains).
 
 No library does this on the pairs table with a seeded, per-row record of what changed, so it is
 written here; it only rewrites the ``query`` text of a copy of the table, never its ids, so the
-no-duplicates sampler and the judgments still see the original query.
+no-duplicates sampler still keys each row on the original query id and the judgments are unchanged.
 """
 
 from __future__ import annotations
