@@ -23,7 +23,7 @@ from shopsearch.eval.protocols import evaluate
 from shopsearch.eval.report import EvalReport
 from shopsearch.eval.strata import StratumConfig, default_tokenizer
 from shopsearch.retrieval.base import Retriever
-from shopsearch.retrieval.systems import build_systems, parse_system
+from shopsearch.retrieval.systems import build_systems, parse_system, with_spelling
 
 
 def term_idf(texts: Sequence[str]) -> dict[str, float]:
@@ -44,21 +44,24 @@ def systems_from_index(specs: Sequence[str], index_dir: str | Path, texts_fallba
 
     bundle = load_index(index_dir)
     parsed = [parse_system(s) for s in specs]
+    bases = list(dict.fromkeys(s.base for s in parsed))
     systems: dict[str, Retriever] = {}
-    for spec in parsed:
+    for spec in bases:
         if spec.kind == "bm25" or (spec.kind == "dense" and not spec.model):
             systems[spec.name] = bundle.retriever(spec.kind)
         elif spec.kind == "dense":
             if texts_fallback is None:
                 raise ValueError("dense:MODEL systems need the product texts to encode")
             systems.update(build_systems([spec], bundle.product_ids, texts_fallback))
-    first_dense = next((s.name for s in parsed if s.kind == "dense"), None)
-    for spec in parsed:
+    first_dense = next((s.name for s in bases if s.kind == "dense"), None)
+    for spec in bases:
         if spec.kind == "hybrid":
             dense = systems[first_dense] if first_dense else bundle.retriever("dense")
             bm25 = systems.get("bm25") or bundle.retriever("bm25")
             systems[spec.name] = HybridRetriever([bm25, dense], method=spec.fusion)
-    return {s.name: systems[s.name] for s in parsed}
+    if any(s.spell for s in parsed) and texts_fallback is None:
+        raise ValueError("+spell systems need the product texts to build the spelling corrector")
+    return with_spelling(parsed, systems, texts_fallback or [])
 
 
 def run_evaluation(

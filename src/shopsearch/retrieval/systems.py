@@ -5,13 +5,14 @@ weight min-max fusion over the rescored union of both lists, :class:`HybridRetri
 ``hybrid:rrf`` (reciprocal rank fusion over the same union). A hybrid fuses BM25 with the first
 dense system of the list (the default encoder when the list has none), so ``--system bm25 --system
 dense:my-model --system hybrid`` compares the fused model with its parts. Each product text is
-encoded once per encoder.
+encoded once per encoder. Any spec followed by ``+spell`` (``bm25+spell``, ``hybrid+spell``) is the
+same system searched with spelling-corrected queries (:mod:`shopsearch.retrieval.spelling`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -24,6 +25,9 @@ if TYPE_CHECKING:
     from shopsearch.retrieval.faiss_index import IndexSpec
 
 
+SPELL_SUFFIX = "+spell"
+
+
 @dataclass(frozen=True)
 class SystemSpec:
     """One parsed ``--system`` value."""
@@ -31,9 +35,19 @@ class SystemSpec:
     kind: Literal["bm25", "dense", "hybrid"]
     model: str | None = None  # dense: encoder path or name
     fusion: Literal["rrf", "weighted"] = "weighted"  # hybrid
+    spell: bool = False  # queries spelling-corrected against the catalogue first
 
     @property
     def name(self) -> str:
+        return self._base_name + SPELL_SUFFIX if self.spell else self._base_name
+
+    @property
+    def base(self) -> SystemSpec:
+        """The same system without spelling correction."""
+        return replace(self, spell=False)
+
+    @property
+    def _base_name(self) -> str:
         if self.kind == "dense" and self.model:
             path = Path(self.model)
             # a training run's model sits in RUN/model: name it after the run
@@ -44,7 +58,10 @@ class SystemSpec:
 
 
 def parse_system(spec: str) -> SystemSpec:
-    kind, _, arg = spec.strip().partition(":")
+    text = spec.strip()
+    if text.lower().endswith(SPELL_SUFFIX):
+        return replace(parse_system(text[: -len(SPELL_SUFFIX)]), spell=True)
+    kind, _, arg = text.partition(":")
     kind = kind.lower()
     if kind == "bm25" and not arg:
         return SystemSpec("bm25")
@@ -52,7 +69,9 @@ def parse_system(spec: str) -> SystemSpec:
         return SystemSpec("dense", model=arg or None)
     if kind == "hybrid" and arg in ("", "rrf", "weighted"):
         return SystemSpec("hybrid", fusion="rrf" if arg == "rrf" else "weighted")
-    raise ShopsearchError(f"unknown system {spec!r}; use bm25, dense, dense:MODEL_PATH, hybrid or hybrid:rrf")
+    raise ShopsearchError(
+        f"unknown system {spec!r}; use bm25, dense, dense:MODEL_PATH, hybrid or hybrid:rrf, each optionally followed by +spell"
+    )
 
 
 def build_systems(
@@ -92,14 +111,27 @@ def build_systems(
         return dense_by_model[model]
 
     first_dense_model = next((s.model for s in parsed if s.kind == "dense"), None)
+    base: dict[str, Retriever] = {}
+    for s in dict.fromkeys(s.base for s in parsed):
+        if s.kind == "bm25":
+            base[s.name] = get_bm25()
+        elif s.kind == "dense":
+            base[s.name] = get_dense(s.model)
+        else:
+            base[s.name] = HybridRetriever([get_bm25(), get_dense(first_dense_model)], method=s.fusion)
+    return with_spelling(parsed, base, texts)
+
+
+def with_spelling(parsed: Sequence[SystemSpec], base: dict[str, Retriever], texts: Sequence[str]) -> dict[str, Retriever]:
+    """``parsed`` by name, each taken from ``base`` (systems by their names without ``+spell``), the
+    ``+spell`` ones behind one spelling corrector built from ``texts``."""
+    from shopsearch.retrieval.spelling import CatalogSpellCorrector, SpellCorrectedRetriever
+
+    corrector = CatalogSpellCorrector(texts) if any(s.spell for s in parsed) else None
     systems: dict[str, Retriever] = {}
     for s in parsed:
         if s.name in systems:
             raise ShopsearchError(f"system {s.name!r} given twice")
-        if s.kind == "bm25":
-            systems[s.name] = get_bm25()
-        elif s.kind == "dense":
-            systems[s.name] = get_dense(s.model)
-        else:
-            systems[s.name] = HybridRetriever([get_bm25(), get_dense(first_dense_model)], method=s.fusion)
+        inner = base[s.base.name]
+        systems[s.name] = SpellCorrectedRetriever(inner, corrector, s.name) if corrector and s.spell else inner
     return systems
