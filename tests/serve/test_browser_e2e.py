@@ -141,3 +141,30 @@ def test_search_mode_switch_events_and_side_by_side_in_chromium(index_a, tmp_pat
     assert click["query_id"] in set(impressions["query_id"]) and click["query"] == "wireless headphones"
     assert frame["user_id"].notna().all() and frame["session_id"].notna().all()
     assert not console_errors, console_errors
+
+
+def test_the_page_names_a_spelling_correction_and_searches_as_typed_on_request(index_a, tmp_path):
+    app = create_app(make_settings(index_a))
+    with live_server(app) as base, sync_api.sync_playwright() as pw:
+        context = pw.chromium.launch_persistent_context(
+            str(tmp_path / "profile"), executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
+        )
+        try:
+            context.set_default_timeout(TIMEOUT_MS)
+            page = context.new_page()
+            page.goto(base + "/")
+            page.check("input[name=mode][value=bm25]")
+            page.fill("#q", "wireles headphnes")
+            page.press("#q", "Enter")
+            sync_api.expect(page.locator("#spelling")).to_be_visible()
+            sync_api.expect(page.locator("#spelling-corrected")).to_have_text("wireless headphones")
+            assert page.locator("#results li.hit").count() > 0
+            page.click("#spelling-typed")  # "search instead for wireles headphnes"
+            sync_api.expect(page.locator("#spelling")).to_be_hidden()
+            sync_api.expect(page.locator("#status")).to_contain_text("0 results")
+            assert "spell=false" in page.url
+            page.press("#q", "Enter")  # a new search corrects again
+            sync_api.expect(page.locator("#spelling")).to_be_visible()
+            assert "spell=false" not in page.url
+        finally:
+            context.close()

@@ -44,6 +44,27 @@ def test_defaults_and_whitespace_collapsing(client):
     assert len(body["results"]) == 10
 
 
+@pytest.mark.parametrize("mode", MODES)
+def test_misspelt_words_are_corrected_and_named_unless_spell_is_false(client, mode):
+    typo = client.get("/search", params={"q": "wireles headphnes", "k": 5, "mode": mode}).json()
+    right = client.get("/search", params={"q": "wireless headphones", "k": 5, "mode": mode}).json()
+    assert typo["query"] == "wireles headphnes" and typo["corrected_query"] == "wireless headphones"
+    assert typo["corrections"] == [["wireles", "wireless"], ["headphnes", "headphones"]]
+    assert [h["product_id"] for h in typo["results"]] == [h["product_id"] for h in right["results"]]
+    assert right["corrected_query"] is None and right["corrections"] == []
+    as_typed = client.post("/search", json={"q": "wireles headphnes", "k": 5, "mode": mode, "spell": False}).json()
+    assert as_typed["corrected_query"] is None and as_typed["corrections"] == []
+    if mode == "bm25":  # no word of the query as typed is in the catalogue
+        assert as_typed["results"] == []
+
+
+def test_spelling_correction_can_be_switched_off_for_the_service(index_a):
+    app = create_app(make_settings(index_a, spell_correction=False), admin_key=AdminKey(ADMIN_KEY))
+    with TestClient(app) as c:
+        body = c.get("/search", params={"q": "wireles headphnes", "mode": "bm25"}).json()
+    assert body["corrected_query"] is None and body["results"] == []
+
+
 def test_repeated_query_is_served_from_the_cache(client):
     first = client.get("/search", params={"q": "gaming laptop", "mode": "hybrid"}).json()
     second = client.get("/search", params={"q": "gaming laptop", "mode": "hybrid"}).json()

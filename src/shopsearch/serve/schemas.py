@@ -29,6 +29,11 @@ class SearchRequest(BaseModel):
     mode: Mode = Field("dense", description="dense (encoder + FAISS), bm25, or hybrid (rank fusion of both)")
     vertical: str | None = Field(None, max_length=200, description="only products of this vertical")
     brand: str | None = Field(None, max_length=200, description="only products of this brand")
+    spell: bool = Field(
+        True,
+        description="correct misspelt words against the catalogue first (when the service corrects spelling); "
+        "false searches the query as typed",
+    )
     user_id: UnitId | None = Field(
         None, description="the shopper (or header X-User-Id): assigns a variant when a user experiment runs"
     )
@@ -64,7 +69,13 @@ class Hit(Product):
 
 
 class SearchResponse(BaseModel):
-    query: str = Field(..., description="the query as searched (whitespace collapsed)")
+    query: str = Field(..., description="the query as typed (whitespace collapsed)")
+    corrected_query: str | None = Field(
+        None, description="the query searched instead, when spelling correction changed a word"
+    )
+    corrections: list[tuple[str, str]] = Field(
+        default_factory=list, description="each word the spelling correction changed: [typed, replacement]"
+    )
     query_id: str = Field(
         default_factory=lambda: uuid.uuid4().hex,
         description="names this results page; events about it (POST /events) carry it as query_id",

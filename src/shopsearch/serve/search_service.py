@@ -12,8 +12,13 @@ size. The price: a very selective filter on a large catalogue returns the matchi
 among the top ``max_fetch`` only, possibly fewer than ``k``; the response reports how many
 candidates were scanned (``candidates``).
 
+**Spelling.** With ``spell_correction`` on (the default), query words that no product uses are
+corrected to catalogue words first (:class:`~shopsearch.retrieval.spelling.CatalogSpellCorrector`,
++1.0 NDCG@10 for the hybrid on Home Depot `dev`); the response keeps the query as typed and
+names the corrected one, and ``spell=false`` searches the query as typed ("search instead for").
+
 **Cache.** Ranked rows and scores are cached per index snapshot (LRU, ``cache_size`` entries),
-keyed by mode, cleaned query text, k and normalised filters; a reload starts an empty cache with
+keyed by mode, the query text searched (cleaned, corrected), k and normalised filters; a reload starts an empty cache with
 the new index, so a cached answer never outlives the index it came from.
 """
 
@@ -89,16 +94,18 @@ class SearchService:
         if k > s.k_max:
             raise InvalidQueryError(f"k={k} exceeds this service's limit of {s.k_max}")
         query = clean_query(request.q, s.max_query_chars)
+        correction = snapshot.speller.explain(query) if snapshot.speller is not None and request.spell else None
+        searched = correction.corrected if correction is not None else query
         if request.mode not in snapshot.retrievers:
             raise InvalidQueryError(
                 f"mode {request.mode!r} is not available: the served index has {snapshot.modes} only"
             )
         filters = {f: str(v) for f in FILTER_FIELDS if (v := getattr(request, f)) is not None and filter_key(v)}
-        key = (request.mode, query, k, tuple((f, filter_key(v)) for f, v in sorted(filters.items())))
+        key = (request.mode, searched, k, tuple((f, filter_key(v)) for f, v in sorted(filters.items())))
         ranked = snapshot.cache.get(key)
         cached = ranked is not None
         if ranked is None:
-            ranked = self._rank(snapshot, request.mode, query, k, filters)
+            ranked = self._rank(snapshot, request.mode, searched, k, filters)
             snapshot.cache.put(key, ranked)
         rows, scores, candidates = ranked
         grades = self.judgments.for_query(query) if self.judgments is not None else None
@@ -112,6 +119,8 @@ class SearchService:
             self.metrics.observe_search(request.mode, cached, seconds)
         return SearchResponse(
             query=query,
+            corrected_query=searched if searched != query else None,
+            corrections=list(correction.changes) if correction is not None else [],
             mode=request.mode,
             k=k,
             filters=filters,

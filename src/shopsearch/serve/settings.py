@@ -48,6 +48,11 @@ class ServeSettings(BaseModel):
     hybrid_rescore_union: bool = Field(
         True, description="score every product of the union of both lists exactly with both components before fusing"
     )
+    spell_correction: bool = Field(
+        True,
+        description="correct query words no product uses to catalogue words before searching (a request's "
+        "spell=false searches the query as typed)",
+    )
     # index and encoder
     mmap: bool = Field(True, description="memory-map vectors, BM25 arrays and the FAISS index where possible")
     verify: bool = Field(True, description="check every index file's checksum on (re)load")

@@ -9,6 +9,7 @@
   const list = $("results");
   const template = $("hit-template");
   let inFlight = null; // AbortController of the search in progress: a newer one cancels it
+  let asTyped = false; // "search instead for": the next search skips spelling correction
 
   // ---------------------------------------------------------------------------------------
   // Extension point for the experiment parts of the page (events.js, sbs.js). They read
@@ -81,6 +82,7 @@
     params.set("k", $("k").value);
     if ($("vertical").value) params.set("vertical", $("vertical").value);
     if ($("brand").value.trim()) params.set("brand", $("brand").value.trim());
+    if (asTyped) params.set("spell", "false");
     return params;
   }
 
@@ -96,8 +98,16 @@
     }
   }
 
+  function showSpelling(response) {
+    $("spelling").hidden = !response.corrected_query;
+    if (!response.corrected_query) return;
+    $("spelling-corrected").textContent = response.corrected_query;
+    $("spelling-typed").textContent = response.query;
+  }
+
   function render(response) {
     list.replaceChildren();
+    showSpelling(response);
     const scheme = shopsearch.info && shopsearch.info.judgments ? shopsearch.info.judgments.scheme : null;
     for (const hit of response.results) {
       const node = template.content.firstElementChild.cloneNode(true);
@@ -191,10 +201,12 @@
     if ([...$("k").options].some((o) => o.value === params.get("k"))) $("k").value = params.get("k");
     if (params.get("vertical")) $("vertical").value = params.get("vertical");
     if (params.get("brand")) $("brand").value = params.get("brand");
+    asTyped = params.get("spell") === "false";
     return Boolean(params.get("q"));
   }
 
-  form.addEventListener("submit", (event) => { event.preventDefault(); search(); });
+  form.addEventListener("submit", (event) => { event.preventDefault(); asTyped = false; search(); });
+  $("spelling-typed").addEventListener("click", (event) => { event.preventDefault(); asTyped = true; search(); });
   for (const input of form.querySelectorAll("input[name=mode], #k, #vertical")) {
     input.addEventListener("change", () => { if ($("q").value.trim()) search(); });
   }
