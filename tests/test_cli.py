@@ -79,16 +79,24 @@ def test_index_build_search_and_eval_on_the_same_index(tmp_path, tiny_shop):
     assert result.exit_code == 0, result.output
     hits = [json.loads(line) for line in result.output.strip().splitlines()]
     assert len(hits) == 3 and [h["rank"] for h in hits] == [1, 2, 3]
+    # a misspelt query is searched corrected (the default), or as typed with --no-spell
+    result = invoke("search", "--index", index, "--mode", "bm25", "-k", "3", "--json", "sfoa")
+    typo_hits = [json.loads(line) for line in result.output.strip().splitlines()]
+    assert {h["searched"] for h in typo_hits} == {"sofa"} and typo_hits[0]["query"] == "sfoa"
+    assert [h["product_id"] for h in typo_hits] == [h["product_id"] for h in hits]
+    result = invoke("search", "--index", index, "--mode", "bm25", "--json", "--no-spell", "sfoa")
+    assert result.exit_code == 0 and result.output.strip() == ""
 
     report_json, report_html = tmp_path / "r.json", tmp_path / "r.html"
     result = invoke(
         "eval", "--catalog", tiny_shop, "--index", index, "--system", "bm25", "--system", "dense",
-        "--system", "hybrid", "--n-resamples", "500", "--json", report_json, "--html", report_html,
+        "--system", "hybrid", "--system", "hybrid+spell", "--n-resamples", "500", "--json", report_json,
+        "--html", report_html,
     )
     assert result.exit_code == 0, result.output
     report = json.loads(report_json.read_text())
     assert report["synthetic"] is True
-    assert set(report["systems"]) == {"bm25", "dense", "hybrid"}
+    assert set(report["systems"]) == {"bm25", "dense", "hybrid", "hybrid+spell"}
     assert set(report["systems"]["bm25"]["metrics"]) >= {"ndcg@10", "recall@100", "mrr@10", "map@10", "auc"}
     assert "data:image/png;base64" in report_html.read_text()
     assert "| bm25 |" in result.output

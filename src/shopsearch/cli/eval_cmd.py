@@ -40,8 +40,9 @@ def evaluate(
         list[str] | None,
         typer.Option(
             "--system", "-s",
-            help="bm25 | dense | dense:MODEL_PATH | hybrid | hybrid:rrf, repeatable; the first is the baseline "
-            "(default: bm25, dense, hybrid).",
+            help="bm25 | dense | dense:MODEL_PATH | hybrid | hybrid:rrf, each optionally with +spell (queries "
+            "spelling-corrected against the catalogue first, e.g. hybrid+spell), repeatable; the first is the "
+            "baseline (default: bm25, dense, hybrid).",
         ),
     ] = None,
     index: Annotated[

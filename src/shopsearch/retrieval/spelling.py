@@ -32,13 +32,16 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
+from typing import Any
 
+import pandas as pd
 from symspellpy import SymSpell, Verbosity
 
 from shopsearch.retrieval.base import Retriever, SearchResult
 
 _WORD = re.compile(r"[a-z0-9]+")  # catalogue tokens: a word with digits is a word the corrector never proposes
 _LETTERS = re.compile(r"[A-Za-z]+")  # query words the corrector may change
+PRODUCT_TEXT_COLUMNS = ("title", "brand", "color", "category", "vertical")
 _ENGLISH = "frequency_dictionary_en_82_765.txt"  # ships with symspellpy (MIT), Google Books n-gram counts
 
 
@@ -100,6 +103,14 @@ class CatalogSpellCorrector:
             if word.isalpha():
                 self._symspell.create_dictionary_entry(word, count)
         self._english = english_word_counts() if english_min_count is not None else {}
+
+    @classmethod
+    def from_products(cls, products: pd.DataFrame, columns: Sequence[str] = PRODUCT_TEXT_COLUMNS, **options: Any) -> CatalogSpellCorrector:
+        """From a product table's text columns (an index's ``products.parquet``, which keeps the display
+        fields but no rendered text); missing columns and empty values are skipped."""
+        present = [c for c in columns if c in products]
+        texts = products[present].astype("string").fillna("").agg(" ".join, axis=1) if present else []
+        return cls(texts, **options)
 
     @property
     def vocabulary_size(self) -> int:

@@ -222,17 +222,16 @@ class IndexHolder:
                 retriever.search(["warm up query"], 10)
             except Exception as exc:
                 raise ShopsearchError(f"{directory}: the {name} index fails a test search: {exc}") from exc
-        products = ProductTable(bundle.products)
         snapshot = ServingIndex(
             directory=directory.resolve(),
             bundle=bundle,
             generation=self._generation + 1,
             retrievers=retrievers,
-            products=products,
+            products=ProductTable(bundle.products),
             cache=ResultCache(s.cache_size),
             encoder=identity if "dense" in bundle.systems else None,
             # from the display fields (the index keeps no rendered text): ~2 s for 55k products
-            speller=CatalogSpellCorrector(products.texts()) if s.spell_correction else None,
+            speller=CatalogSpellCorrector.from_products(bundle.products) if s.spell_correction else None,
             _encoder_object=encoder if "dense" in bundle.systems else None,
         )
         snapshot.load_seconds = time.perf_counter() - started

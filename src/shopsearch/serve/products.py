@@ -48,11 +48,6 @@ class ProductTable:
     def __len__(self) -> int:
         return len(self.ids)
 
-    def texts(self) -> list[str]:
-        """Every product's display fields joined by spaces: the vocabulary of spelling correction."""
-        columns = [self._columns[f] for f in FIELDS]
-        return [" ".join(v for v in values if v is not None) for values in zip(*columns, strict=True)]
-
     def rows_of(self, ids: Sequence[str]) -> np.ndarray:
         """Row numbers of ``ids``; -1 for ids the index does not hold."""
         if not len(ids):
