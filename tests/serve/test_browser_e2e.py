@@ -7,8 +7,11 @@ drives that browser (it cannot download its own here). Skipped, saying which is 
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -36,6 +39,20 @@ pytestmark = [
 ]
 
 
+@contextlib.contextmanager
+def chromium(app, profile: Path) -> Iterator[tuple[str, Any]]:
+    """``app`` under a live server and a headless Chromium context on it: yields (base URL, context)."""
+    with live_server(app) as base, sync_api.sync_playwright() as pw:
+        context = pw.chromium.launch_persistent_context(
+            str(profile), executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
+        )
+        try:
+            context.set_default_timeout(TIMEOUT_MS)
+            yield base, context
+        finally:
+            context.close()
+
+
 def wait_for(predicate, timeout=20.0, what="condition"):
     """Poll ``predicate`` until it returns something other than None: the page posts events
     asynchronously (keepalive fetch), so the last of them may land just after the page closed."""
@@ -52,68 +69,61 @@ def test_search_mode_switch_events_and_side_by_side_in_chromium(index_a, tmp_pat
     events_db, sbs_db = tmp_path / "events.db", tmp_path / "sbs.db"
     app = create_app(make_settings(index_a, events_db=events_db, sbs_db=sbs_db))
     console_errors: list[str] = []
-    with live_server(app) as base, sync_api.sync_playwright() as pw:
-        context = pw.chromium.launch_persistent_context(
-            str(tmp_path / "profile"), executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
+    with chromium(app, tmp_path / "profile") as (base, context):
+        page = context.new_page()
+        page.on("console", lambda m: console_errors.append(m.text) if m.type == "error" else None)
+        page.on("response", lambda r: console_errors.append(f"{r.status} {r.url}") if r.status >= 400 else None)
+        page.on("pageerror", lambda e: console_errors.append(str(e)))
+        page.goto(base + "/")
+        # the page read /info: the side-by-side section is shown
+        sync_api.expect(page.locator("#sbs")).to_be_visible()
+
+        # search (dense by default)
+        page.fill("#q", "wireless headphones")
+        page.press("#q", "Enter")
+        sync_api.expect(page.locator("#status")).to_contain_text("dense")
+        assert page.locator("#results li.hit").count() == 10
+        dense_titles = page.locator("#results .title").all_text_contents()
+
+        # switch the mode: the page searches again with bm25
+        page.check("input[name=mode][value=bm25]")
+        sync_api.expect(page.locator("#status")).to_contain_text("bm25")
+        assert "mode=bm25" in page.url
+        n_bm25 = page.locator("#results li.hit").count()
+        bm25_first = page.locator("#results li.hit").first
+        clicked_id = bm25_first.get_attribute("data-product-id")
+        assert page.locator("#results .title").all_text_contents() != dense_titles
+
+        # open the first result (a new tab): a click event
+        with context.expect_page() as opened:
+            bm25_first.locator("a.title").click()
+        product_page = opened.value
+        product_page.wait_for_load_state()
+        assert clicked_id in product_page.content()
+        product_page.close()
+
+        # side by side: two columns, three buttons, a confirmation
+        page.select_option("#sbs-a", "bm25")
+        page.select_option("#sbs-b", "hybrid")
+        page.fill("#sbs-rater", "e2e")
+        page.click("#sbs-compare")
+        sync_api.expect(page.locator("#sbs-pair")).to_be_visible()
+        sync_api.expect(page.locator("#results")).to_be_hidden()  # it would tell one side's system
+        left_ids, right_ids = ([li.get_attribute("data-product-id") for li in page.locator(f"#sbs-{side} li").all()]
+                               for side in ("left", "right"))
+        assert left_ids and right_ids and sync_api.expect(page.locator(".sbs-verdict button")).to_have_count(3) is None
+        page.click("#sbs .sbs-verdict button[data-verdict=left]")
+        sync_api.expect(page.locator("#sbs-status")).to_contain_text("Verdict recorded")
+        assert page.locator("#sbs .sbs-verdict button[data-verdict=left]").is_disabled()
+        # a new search ends the judging and brings the result list back
+        page.check("input[name=mode][value=dense]")
+        sync_api.expect(page.locator("#results")).to_be_visible()
+        sync_api.expect(page.locator("#sbs-pair")).to_be_hidden()
+        bm25_ids, hybrid_ids = (
+            [h["product_id"] for h in httpx.get(base + "/search", params={"q": "wireless headphones", "mode": m}).json()["results"]]
+            for m in ("bm25", "hybrid")
         )
-        try:
-            context.set_default_timeout(TIMEOUT_MS)
-            page = context.new_page()
-            page.on("console", lambda m: console_errors.append(m.text) if m.type == "error" else None)
-            page.on("response", lambda r: console_errors.append(f"{r.status} {r.url}") if r.status >= 400 else None)
-            page.on("pageerror", lambda e: console_errors.append(str(e)))
-            page.goto(base + "/")
-            # the page read /info: the side-by-side section is shown
-            sync_api.expect(page.locator("#sbs")).to_be_visible()
-
-            # search (dense by default)
-            page.fill("#q", "wireless headphones")
-            page.press("#q", "Enter")
-            sync_api.expect(page.locator("#status")).to_contain_text("dense")
-            assert page.locator("#results li.hit").count() == 10
-            dense_titles = page.locator("#results .title").all_text_contents()
-
-            # switch the mode: the page searches again with bm25
-            page.check("input[name=mode][value=bm25]")
-            sync_api.expect(page.locator("#status")).to_contain_text("bm25")
-            assert "mode=bm25" in page.url
-            n_bm25 = page.locator("#results li.hit").count()
-            bm25_first = page.locator("#results li.hit").first
-            clicked_id = bm25_first.get_attribute("data-product-id")
-            assert page.locator("#results .title").all_text_contents() != dense_titles
-
-            # open the first result (a new tab): a click event
-            with context.expect_page() as opened:
-                bm25_first.locator("a.title").click()
-            product_page = opened.value
-            product_page.wait_for_load_state()
-            assert clicked_id in product_page.content()
-            product_page.close()
-
-            # side by side: two columns, three buttons, a confirmation
-            page.select_option("#sbs-a", "bm25")
-            page.select_option("#sbs-b", "hybrid")
-            page.fill("#sbs-rater", "e2e")
-            page.click("#sbs-compare")
-            sync_api.expect(page.locator("#sbs-pair")).to_be_visible()
-            sync_api.expect(page.locator("#results")).to_be_hidden()  # it would tell one side's system
-            left_ids, right_ids = ([li.get_attribute("data-product-id") for li in page.locator(f"#sbs-{side} li").all()]
-                                   for side in ("left", "right"))
-            assert left_ids and right_ids and sync_api.expect(page.locator(".sbs-verdict button")).to_have_count(3) is None
-            page.click("#sbs .sbs-verdict button[data-verdict=left]")
-            sync_api.expect(page.locator("#sbs-status")).to_contain_text("Verdict recorded")
-            assert page.locator("#sbs .sbs-verdict button[data-verdict=left]").is_disabled()
-            # a new search ends the judging and brings the result list back
-            page.check("input[name=mode][value=dense]")
-            sync_api.expect(page.locator("#results")).to_be_visible()
-            sync_api.expect(page.locator("#sbs-pair")).to_be_hidden()
-            bm25_ids, hybrid_ids = (
-                [h["product_id"] for h in httpx.get(base + "/search", params={"q": "wireless headphones", "mode": m}).json()["results"]]
-                for m in ("bm25", "hybrid")
-            )
-            assert sorted([left_ids, right_ids]) == sorted([bm25_ids, hybrid_ids])  # both systems, blinded
-        finally:
-            context.close()
+        assert sorted([left_ids, right_ids]) == sorted([bm25_ids, hybrid_ids])  # both systems, blinded
 
     # the verdict is in the SBS store, unblinded: the left system is the one whose list was on the left
     with SbsStore(sbs_db) as store:
@@ -145,26 +155,19 @@ def test_search_mode_switch_events_and_side_by_side_in_chromium(index_a, tmp_pat
 
 def test_the_page_names_a_spelling_correction_and_searches_as_typed_on_request(index_a, tmp_path):
     app = create_app(make_settings(index_a))
-    with live_server(app) as base, sync_api.sync_playwright() as pw:
-        context = pw.chromium.launch_persistent_context(
-            str(tmp_path / "profile"), executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
-        )
-        try:
-            context.set_default_timeout(TIMEOUT_MS)
-            page = context.new_page()
-            page.goto(base + "/")
-            page.check("input[name=mode][value=bm25]")
-            page.fill("#q", "wireles headphnes")
-            page.press("#q", "Enter")
-            sync_api.expect(page.locator("#spelling")).to_be_visible()
-            sync_api.expect(page.locator("#spelling-corrected")).to_have_text("wireless headphones")
-            assert page.locator("#results li.hit").count() > 0
-            page.click("#spelling-typed")  # "search instead for wireles headphnes"
-            sync_api.expect(page.locator("#spelling")).to_be_hidden()
-            sync_api.expect(page.locator("#status")).to_contain_text("0 results")
-            assert "spell=false" in page.url
-            page.press("#q", "Enter")  # a new search corrects again
-            sync_api.expect(page.locator("#spelling")).to_be_visible()
-            assert "spell=false" not in page.url
-        finally:
-            context.close()
+    with chromium(app, tmp_path / "profile") as (base, context):
+        page = context.new_page()
+        page.goto(base + "/")
+        page.check("input[name=mode][value=bm25]")
+        page.fill("#q", "wireles headphnes")
+        page.press("#q", "Enter")
+        sync_api.expect(page.locator("#spelling")).to_be_visible()
+        sync_api.expect(page.locator("#spelling-corrected")).to_have_text("wireless headphones")
+        assert page.locator("#results li.hit").count() > 0
+        page.click("#spelling-typed")  # "search instead for wireles headphnes"
+        sync_api.expect(page.locator("#spelling")).to_be_hidden()
+        sync_api.expect(page.locator("#status")).to_contain_text("0 results")
+        assert "spell=false" in page.url
+        page.press("#q", "Enter")  # a new search corrects again
+        sync_api.expect(page.locator("#spelling")).to_be_visible()
+        assert "spell=false" not in page.url
