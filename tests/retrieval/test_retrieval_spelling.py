@@ -123,6 +123,17 @@ def test_bm25_with_spelling_finds_what_the_misspelt_query_misses():
     fixed_ids, _ = spelled.search(query, 3).row(0)
     assert plain_ids == []  # no word of the query is a catalogue word
     assert fixed_ids[0] == "p1"  # the DeWalt circular saw
+    # candidate scoring (AUC, re-ranking) sees the corrected query too
+    plain_scores, fixed_scores = bm25.score_candidates(query, [["p1", "p0"]]), spelled.score_candidates(query, [["p1", "p0"]])
+    assert plain_scores[0].tolist() == [0.0, 0.0] and fixed_scores[0][0] > fixed_scores[0][1]
+    assert not hasattr(SpellCorrectedRetriever(_SearchOnly(), spelled.corrector), "score_candidates")
+
+
+class _SearchOnly:
+    name = "search-only"
+
+    def search(self, queries, k):
+        raise NotImplementedError
 
 
 def test_spell_suffix_parses_onto_any_system():

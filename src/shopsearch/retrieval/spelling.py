@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from symspellpy import SymSpell, Verbosity
 
@@ -173,12 +174,22 @@ class CatalogSpellCorrector:
 
 
 class SpellCorrectedRetriever:
-    """Any retriever, searched with spelling-corrected queries: ``bm25+spell``, ``hybrid+spell``."""
+    """Any retriever, searched with spelling-corrected queries: ``bm25+spell``, ``hybrid+spell``.
+
+    It scores given candidates (``score_candidates``: AUC, the re-rank protocol) exactly when the
+    retriever it wraps does, with the corrected queries too.
+    """
 
     def __init__(self, inner: Retriever, corrector: CatalogSpellCorrector, name: str | None = None) -> None:
         self.inner = inner
         self.corrector = corrector
         self.name = name or f"{inner.name}+spell"
+        # an instance attribute, not a method: callers probe callable(getattr(r, "score_candidates"))
+        if callable(getattr(inner, "score_candidates", None)):
+            self.score_candidates = self._score_candidates
 
     def search(self, queries: Sequence[str], k: int) -> SearchResult:
         return self.inner.search(self.corrector.correct_many(queries), k)
+
+    def _score_candidates(self, queries: Sequence[str], candidates: Sequence[Sequence[str]]) -> list[np.ndarray]:
+        return self.inner.score_candidates(self.corrector.correct_many(queries), candidates)  # type: ignore[attr-defined]
