@@ -83,6 +83,13 @@ class Stage2Settings(_Strict):
         3, ge=0, description="unjudged products mined per query with the stage-1 model, added at the bottom level"
     )
     mining_top_k: int = Field(30, ge=1)
+    distill_weight: float = Field(
+        0.0, ge=0,
+        description="gamma of listwise distillation from the hybrid (BM25 + the stage-1 model) over each group "
+        "(0 = off; training.teacher, losses.distillation)",
+    )
+    distill_tau_student: float = Field(0.05, gt=0, description="the encoder's softmax temperature in distillation")
+    distill_tau_teacher: float = Field(0.1, gt=0, description="the teacher's (scores in [0, 1]) softmax temperature")
     mining_max_relative_score: float | None = Field(
         0.95, gt=0, description="drop unjudged candidates above this x the best judged product's score (None: no "
         "such rule; on Home Depot dev neither 1.0 nor None was a decisive gain, README training section)",

@@ -13,7 +13,7 @@ ListMLELoss (features ``[query, doc_1..doc_G]``, labels ``(B, G)``). ``pairs_to_
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -170,11 +170,16 @@ def _mined_rows(
 
 
 def groups_to_columns(
-    groups: pd.DataFrame, product_text: Mapping[str, str], size: int | None = None
+    groups: pd.DataFrame,
+    product_text: Mapping[str, str],
+    size: int | None = None,
+    teacher: Sequence[Sequence[float] | np.ndarray] | None = None,
 ) -> datasets.Dataset:
     """``query, doc_1..doc_G, label``: docs padded with ``""``, labels with ``-1``; G = ``size`` or
     the largest group. Row order is the groups' order (so :func:`~shopsearch.training.sampler.group_keys`
-    of the same frame aligns)."""
+    of the same frame aligns). With ``teacher`` (one score per group product), each label is the G
+    grades followed by the G teacher scores (padding 0.0), the input of
+    :class:`~shopsearch.training.losses.distillation.ListwiseDistillationLoss`."""
     import datasets
 
     width = int(groups["product_ids"].map(len).max()) if len(groups) else 0
@@ -191,6 +196,13 @@ def groups_to_columns(
     for i in range(width):
         columns[f"doc_{i + 1}"] = [row[i] for row in docs]
     columns["label"] = [[int(g) for g in gs] + [PADDING_LABEL] * (width - len(gs)) for gs in groups["grades"]]
+    if teacher is not None:
+        if len(teacher) != len(groups) or any(len(t) != len(p) for t, p in zip(teacher, groups["product_ids"], strict=True)):
+            raise ValueError("teacher scores must give one score per product of every group")
+        columns["label"] = [
+            [float(g) for g in label] + [float(t) for t in scores] + [0.0] * (width - len(scores))
+            for label, scores in zip(columns["label"], teacher, strict=True)
+        ]
     return datasets.Dataset.from_dict(columns)
 
 

@@ -2,7 +2,8 @@
 
 Stage 1: judged positives (+ behaviour-log and extra pairs), hard negatives mined with the model
 as it stands, rows ``anchor, positive, negative_1..n``. Stage 2: graded groups per query, rows
-``query, doc_1..doc_G, label``. Both come with the no-duplicates sampler's keys and statistics for
+``query, doc_1..doc_G, label`` (with ``stage2.distill_weight``, the label also carries the hybrid
+teacher's scores: :mod:`~shopsearch.training.teacher`). Both come with the no-duplicates sampler's keys and statistics for
 the training manifest.
 """
 
@@ -16,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from shopsearch.data.schema import Dataset
+from shopsearch.retrieval.bm25 import BM25Retriever
 from shopsearch.retrieval.dense import DenseRetriever
 from shopsearch.training.config import TrainConfig
 from shopsearch.training.dev_eval import ModelEncoder
@@ -35,6 +37,7 @@ from shopsearch.training.pairs import (
     synthetic_query_id,
 )
 from shopsearch.training.sampler import RowKeys, group_keys, pair_keys
+from shopsearch.training.teacher import hybrid_teacher_scores
 from shopsearch.training.typos import QueryTypoConfig, add_query_typos
 
 
@@ -109,7 +112,7 @@ def _catalogue_retriever(
 
 
 def _group_hard_negatives(
-    train_set: Dataset, config: TrainConfig, product_text: Mapping[str, str], encoder: ModelEncoder
+    train_set: Dataset, config: TrainConfig, product_text: Mapping[str, str], retriever: DenseRetriever
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Unjudged products the stage-1 model ranks high for each judged query, mined against the
     query's best-graded product (same rules as stage 1). They join the groups at the bottom level:
@@ -123,7 +126,7 @@ def _group_hard_negatives(
     best = best[best["product_id"].isin(set(product_text)) & (best["query"].fillna("").str.strip() != "")]
     mined, stats = mine_hard_negatives(
         best.reset_index(drop=True),
-        _catalogue_retriever(train_set, product_text, encoder),
+        retriever,
         train_set.judgments,
         MiningConfig(
             top_k=s2.mining_top_k,
@@ -145,11 +148,14 @@ def stage2_data(
     encoder: ModelEncoder | None = None,
 ) -> tuple[Any, list[RowKeys], dict[str, Any]]:
     s2 = config.stage2
-    hard_negatives, mining = None, None
-    if s2.hard_negatives > 0:
+    hard_negatives, mining, retriever = None, None, None
+    if s2.hard_negatives > 0 or s2.distill_weight > 0:
         if encoder is None:
-            raise ValueError("stage-2 hard negatives need the current model (encoder)")
-        hard_negatives, mining = _group_hard_negatives(train_set, config, product_text, encoder)
+            raise ValueError("stage-2 hard negatives and distillation need the current model (encoder)")
+        retriever = _catalogue_retriever(train_set, product_text, encoder)
+    if s2.hard_negatives > 0:
+        assert retriever is not None
+        hard_negatives, mining = _group_hard_negatives(train_set, config, product_text, retriever)
     scheme = train_set.scheme
     # Home Depot's 7 mean-rating grades are collapsed to 4 levels (groups.MEAN_RATING_4_LEVELS):
     # adjacent crowd means (2.33 vs 2.67) are too close to order reliably.
@@ -171,7 +177,16 @@ def stage2_data(
     stats = {**stats, "rows": len(groups), "collapsed_grades": bool(collapse)}
     if mining is not None:
         stats["mining"] = mining
-    return groups_to_columns(groups, product_text, size=s2.max_group_size), group_keys(groups), stats
+    teacher = None
+    if s2.distill_weight > 0:
+        assert retriever is not None
+        ids = train_set.catalog.ids
+        bm25 = BM25Retriever(ids, [product_text[str(p)] for p in ids])
+        teacher = hybrid_teacher_scores(groups["query"].astype(str).tolist(), groups["product_ids"].tolist(), [bm25, retriever])
+        stats["teacher"] = {"kind": "hybrid (bm25 + the stage-1 model), min-max per group, equal weights",
+                            "mean_score": float(np.mean(np.concatenate(teacher))) if teacher else None}
+    columns = groups_to_columns(groups, product_text, size=s2.max_group_size, teacher=teacher)
+    return columns, group_keys(groups), stats
 
 
 def read_pair_file(path: str | Path) -> pd.DataFrame:

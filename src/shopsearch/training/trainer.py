@@ -43,6 +43,7 @@ def _loss(config: TrainConfig, stage: str, model: Any) -> Any:
         BradleyTerryLoss,
         InfoNCELoss,
         ListMLELoss,
+        ListwiseDistillationLoss,
         MaskedInfoNCELoss,
         RoarLoss,
     )
@@ -64,6 +65,11 @@ def _loss(config: TrainConfig, stage: str, model: Any) -> Any:
             loss = BradleyTerryLoss(model, tau_r=s2.tau_r, **common)
         else:
             loss = ListMLELoss(model, tau_r=s2.tau_r, **common)
+        if s2.distill_weight > 0:
+            loss = ListwiseDistillationLoss(
+                model, loss, gamma=s2.distill_weight, tau_student=s2.distill_tau_student,
+                tau_teacher=s2.distill_tau_teacher,
+            )
     dims = config.encoder.matryoshka_dims
     if dims:
         from sentence_transformers.sentence_transformer.losses import MatryoshkaLoss

@@ -1,7 +1,8 @@
 """Training losses for the two-stage dual encoder (Flipkart 2026, arXiv 2606.01504) and its ablations.
 
 Stage 1: :class:`MaskedInfoNCELoss`; stage 2: :class:`RoarLoss`; baselines: :class:`InfoNCELoss`,
-:class:`BradleyTerryLoss`, :class:`ListMLELoss`. The pure tensor functions live in
+:class:`BradleyTerryLoss`, :class:`ListMLELoss`; :class:`ListwiseDistillationLoss` adds a teacher's
+order to any stage-2 loss. The pure tensor functions live in
 :mod:`shopsearch.training.losses.functional` (no sentence-transformers import). The classes are
 imported lazily, since their modules import sentence-transformers.
 """
@@ -13,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from shopsearch.training.losses.bradley_terry import BradleyTerryLoss
+    from shopsearch.training.losses.distillation import ListwiseDistillationLoss
     from shopsearch.training.losses.infonce import InfoNCELoss
     from shopsearch.training.losses.listmle import ListMLELoss
     from shopsearch.training.losses.masked_infonce import MaskedInfoNCELoss
@@ -24,9 +26,10 @@ _LAZY = {
     "InfoNCELoss": "infonce",
     "BradleyTerryLoss": "bradley_terry",
     "ListMLELoss": "listmle",
+    "ListwiseDistillationLoss": "distillation",
 }
 
-__all__ = ["BradleyTerryLoss", "InfoNCELoss", "ListMLELoss", "MaskedInfoNCELoss", "RoarLoss"]
+__all__ = ["BradleyTerryLoss", "InfoNCELoss", "ListMLELoss", "ListwiseDistillationLoss", "MaskedInfoNCELoss", "RoarLoss"]
 
 
 def __getattr__(name: str) -> Any:
