@@ -18,8 +18,8 @@ corrected to catalogue words first (:class:`~shopsearch.retrieval.spelling.Catal
 names the corrected one, and ``spell=false`` searches the query as typed ("search instead for").
 
 **Cache.** Ranked rows and scores are cached per index snapshot (LRU, ``cache_size`` entries),
-keyed by mode, the query text searched (cleaned, corrected), k and normalised filters; a reload starts an empty cache with
-the new index, so a cached answer never outlives the index it came from.
+keyed by mode, the query text searched (cleaned, corrected), k and normalised filters; a reload
+starts an empty cache with the new index, so a cached answer never outlives the index it came from.
 """
 
 from __future__ import annotations
