@@ -197,7 +197,10 @@ def groups_to_columns(
         columns[f"doc_{i + 1}"] = [row[i] for row in docs]
     columns["label"] = [[int(g) for g in gs] + [PADDING_LABEL] * (width - len(gs)) for gs in groups["grades"]]
     if teacher is not None:
-        if len(teacher) != len(groups) or any(len(t) != len(p) for t, p in zip(teacher, groups["product_ids"], strict=True)):
+        sizes_match = len(teacher) == len(groups) and all(
+            len(t) == len(p) for t, p in zip(teacher, groups["product_ids"], strict=True)
+        )
+        if not sizes_match:
             raise ValueError("teacher scores must give one score per product of every group")
         columns["label"] = [
             [float(g) for g in label] + [float(t) for t in scores] + [0.0] * (width - len(scores))

@@ -3,8 +3,8 @@
 Stage 1: judged positives (+ behaviour-log and extra pairs), hard negatives mined with the model
 as it stands, rows ``anchor, positive, negative_1..n``. Stage 2: graded groups per query, rows
 ``query, doc_1..doc_G, label`` (with ``stage2.distill_weight``, the label also carries the hybrid
-teacher's scores: :mod:`~shopsearch.training.teacher`). Both come with the no-duplicates sampler's keys and statistics for
-the training manifest.
+teacher's scores: :mod:`~shopsearch.training.teacher`). Both come with the no-duplicates sampler's
+keys and statistics for the training manifest.
 """
 
 from __future__ import annotations
@@ -182,9 +182,13 @@ def stage2_data(
         assert retriever is not None
         ids = train_set.catalog.ids
         bm25 = BM25Retriever(ids, [product_text[str(p)] for p in ids])
-        teacher = hybrid_teacher_scores(groups["query"].astype(str).tolist(), groups["product_ids"].tolist(), [bm25, retriever])
-        stats["teacher"] = {"kind": "hybrid (bm25 + the stage-1 model), min-max per group, equal weights",
-                            "mean_score": float(np.mean(np.concatenate(teacher))) if teacher else None}
+        teacher = hybrid_teacher_scores(
+            groups["query"].astype(str).tolist(), groups["product_ids"].tolist(), [bm25, retriever]
+        )
+        stats["teacher"] = {
+            "kind": "hybrid (bm25 + the stage-1 model), min-max per group, equal weights",
+            "mean_score": float(np.mean(np.concatenate(teacher))) if teacher else None,
+        }
     columns = groups_to_columns(groups, product_text, size=s2.max_group_size, teacher=teacher)
     return columns, group_keys(groups), stats
 
