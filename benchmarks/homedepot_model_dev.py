@@ -56,13 +56,7 @@ def main() -> None:
     ids = dev.catalog.ids
     model = None if args.model == "bundled" else args.model
     encoder = SentenceEncoder(model)
-    cache = None if model is None else Path(model) / ".." / "dev_product_vectors.npy"
-    if cache is not None and cache.is_file():
-        vectors = np.load(cache)
-    else:
-        vectors = encoder.encode(texts, show_progress=True)
-        if cache is not None:
-            np.save(cache, vectors)
+    vectors = cached_product_vectors(encoder, model, texts)
     bm25 = BM25Retriever(ids, texts)
     dense = DenseRetriever(encoder, ids, vectors)
     systems = {"bm25": bm25, "dense": dense,
@@ -94,6 +88,18 @@ def main() -> None:
             print(f"{name:20s} ndcg@10 with unseen words {ndcg[flag].mean():.4f}  without {ndcg[~flag].mean():.4f}")
     if args.out:
         atomic_write_text(args.out, json.dumps(full, indent=2, default=float))
+
+
+def cached_product_vectors(encoder: SentenceEncoder, model: str | None, texts: list[str]) -> np.ndarray:
+    """The products encoded by ``model``, cached beside it as ``dev_product_vectors.npy`` (the bundled
+    model, ``None``, is not cached)."""
+    cache = None if model is None else Path(model) / ".." / "dev_product_vectors.npy"
+    if cache is not None and cache.is_file():
+        return np.load(cache)
+    vectors = encoder.encode(texts, show_progress=True)
+    if cache is not None:
+        np.save(cache, vectors)
+    return vectors
 
 
 def queries_with_unseen_words(queries, titles: list[str]) -> pd.Series:

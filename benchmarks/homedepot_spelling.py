@@ -27,8 +27,7 @@ from typing import Any
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-import numpy as np
-from homedepot_model_dev import queries_with_unseen_words
+from homedepot_model_dev import cached_product_vectors, queries_with_unseen_words
 
 from shopsearch.artifacts import atomic_write_text
 from shopsearch.data import load_dataset
@@ -82,11 +81,7 @@ def main() -> None:
     systems: dict[str, Retriever] = {"bm25": bm25}
     if not args.bm25_only:
         encoder = SentenceEncoder(args.model)
-        cache = Path(args.model) / ".." / "dev_product_vectors.npy"
-        vectors = np.load(cache) if cache.is_file() else encoder.encode(texts, show_progress=True)
-        if not cache.is_file():
-            np.save(cache, vectors)
-        dense = DenseRetriever(encoder, ids, vectors)
+        dense = DenseRetriever(encoder, ids, cached_product_vectors(encoder, args.model, texts))
         systems.update({"dense": dense, "hybrid": HybridRetriever([bm25, dense])})
     for name in list(systems):
         systems[f"{name}+spell"] = SpellCorrectedRetriever(systems[name], corrector)
