@@ -132,3 +132,41 @@ def test_text_keys_ignore_padding_and_labels():
     assert list(NoDuplicatesBatchSampler(ds, 2, keys=keys)) in ([[0, 1]], [[1, 0]])
     assert list(NoDuplicatesBatchSampler(ds, 2)) in ([[0, 1]], [[1, 0]])  # same keys by default
     assert group_keys(groups)[1] >= {("p", "p2"), ("p", "p3"), ("qid", "q2")}
+
+
+@settings(max_examples=40, deadline=None)
+@given(pairs=pair_tables(), batch_size=st.integers(1, 9), seed=st.integers(0, 3), n_clusters=st.integers(1, 4))
+def test_property_topic_batches_keep_the_no_duplicates_rule_and_replay(pairs, batch_size, seed, n_clusters):
+    keys = pair_keys(pairs)
+    clusters = [int(q[1:]) % n_clusters for q in pairs["query_id"]]
+    sampler = NoDuplicatesBatchSampler(pairs, batch_size, seed=seed, keys=keys, clusters=clusters)
+    batches = list(sampler)
+    assert batch_keys_are_unique(batches, keys)
+    assert sorted(i for b in batches for i in b) == list(range(len(pairs)))
+    again = NoDuplicatesBatchSampler(pairs, batch_size, seed=seed, keys=pair_keys(pairs), clusters=clusters)
+    assert list(again) == batches
+
+
+def test_topic_batches_are_drawn_from_one_cluster_and_change_the_fingerprint():
+    # 4 topics of 16 queries, one pair each: with clusters every batch of 8 is one topic;
+    # random batches of 8 from 4 topics are almost never pure.
+    n = 64
+    pairs = pd.DataFrame(
+        {"query_id": [f"q{i}" for i in range(n)], "query": [f"q {i}" for i in range(n)],
+         "product_id": [f"p{i}" for i in range(n)]}
+    )  # fmt: skip
+    topic = [i % 4 for i in range(n)]
+    keys = pair_keys(pairs)
+    topical = NoDuplicatesBatchSampler(pairs, 8, seed=1, keys=keys, clusters=topic)
+    plain = NoDuplicatesBatchSampler(pairs, 8, seed=1, keys=keys)
+    purity = [len({topic[i] for i in b}) == 1 for b in topical]
+    assert all(purity) and len(purity) == 8
+    assert sum(len({topic[i] for i in b}) == 1 for b in plain) <= 1
+    assert topical.fingerprint() != plain.fingerprint()
+    # epochs visit the topics in different orders
+    topical.set_epoch(1)
+    second = [topic[b[0]] for b in topical]
+    topical.set_epoch(0)
+    assert second != [topic[b[0]] for b in topical]
+    with pytest.raises(ValueError, match="cluster ids"):
+        NoDuplicatesBatchSampler(pairs, 8, keys=keys, clusters=topic[:-1])

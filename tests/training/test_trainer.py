@@ -205,3 +205,31 @@ def test_stage1_loss_follows_the_config(stage1, expected):
     assert type(loss).__name__ == expected
     if expected == "MaskedInfoNCELoss":
         assert loss.delta == 0.1
+
+
+def test_topic_batches_are_what_the_trainer_samples(shop, tmp_path):
+    """``batch_sampling: topic`` clusters each stage's queries with the model as it stands and hands
+    the clusters to the sampler the trainer iterates; the manifest records the clusters."""
+    from transformers import TrainerCallback
+
+    from shopsearch.data.store import load_saved_dataset
+    from shopsearch.training.trainer import train
+
+    samplers: list = []
+
+    class RecordSampler(TrainerCallback):
+        def on_train_begin(self, args, state, control, train_dataloader=None, **kw):
+            samplers.append(train_dataloader.batch_sampler)
+
+    topic = {"batch_sampling": "topic", "topic_queries_per_cluster": 4}
+    config = _config(max_steps=2, stage1={**_config().stage1.model_dump(), **topic},
+                     stage2={**_config().stage2.model_dump(), **topic})  # fmt: skip
+    train(load_saved_dataset(shop), config, tmp_path / "run", show_progress=False, extra_callbacks=[RecordSampler()])
+    stages = json.loads((tmp_path / "run" / "manifest.json").read_text())["stages"]
+    for stage, sampler in zip(("1", "2"), samplers, strict=True):
+        topics = stages[stage]["data"]["topics"]
+        assert topics["clusters"] >= 2 and sampler.clusters is not None
+        assert len(set(sampler.clusters.tolist())) == topics["clusters"]
+        first = next(iter(sampler))
+        # a batch holds rows of few clusters (first-fit may top it up from the next cluster)
+        assert len({int(sampler.clusters[i]) for i in first}) < len(first)

@@ -111,6 +111,10 @@ class NoDuplicatesBatchSampler(_STNoDuplicates):
             ``generator`` is ignored on purpose: the order depends on ``seed`` and the epoch only.
         keys: one set of hashable keys per row (:func:`pair_keys`, :func:`group_keys`); None ->
             :func:`text_keys` of the dataset.
+        clusters: optional topic cluster per row (:func:`~shopsearch.training.topics.
+            query_topic_clusters`): the permutation then takes the clusters in a seeded order and
+            each cluster's rows in a seeded order, so batches are drawn from one topic at a time
+            (topic-aware sampling, TAS).
 
     Packing is first-fit over a seeded permutation: each row goes to the earliest batch that has
     room and shares no key with it, so conflicting rows are deferred, not dropped. With
@@ -128,6 +132,7 @@ class NoDuplicatesBatchSampler(_STNoDuplicates):
         seed: int | None = 0,
         *,
         keys: Sequence[RowKeys] | None = None,
+        clusters: Sequence[int] | np.ndarray | None = None,
     ) -> None:
         # ST's own __init__ would strip label columns and set up hashing we do not use.
         DefaultBatchSampler.__init__(
@@ -138,13 +143,28 @@ class NoDuplicatesBatchSampler(_STNoDuplicates):
         self.keys: list[RowKeys] = list(text_keys(dataset) if keys is None else keys)
         if len(self.keys) != len(dataset):
             raise ValueError(f"{len(self.keys)} key sets for a dataset of {len(dataset)} rows")
+        self.clusters = None if clusters is None else np.asarray(clusters, dtype=np.int64)
+        if self.clusters is not None and len(self.clusters) != len(self.keys):
+            raise ValueError(f"{len(self.clusters)} cluster ids for a dataset of {len(self.keys)} rows")
         self._plan_cache: tuple[int, list[list[int]], dict[str, Any]] | None = None
         self.last_stats: dict[str, Any] = {}
 
     @classmethod
-    def factory(cls, keys: Sequence[RowKeys] | None = None) -> Callable[..., NoDuplicatesBatchSampler]:
+    def factory(
+        cls, keys: Sequence[RowKeys] | None = None, clusters: Sequence[int] | np.ndarray | None = None
+    ) -> Callable[..., NoDuplicatesBatchSampler]:
         """A callable for ``SentenceTransformerTrainingArguments(batch_sampler=...)``."""
-        return functools.partial(cls, keys=keys)
+        return functools.partial(cls, keys=keys, clusters=clusters)
+
+    def _order(self, rng: np.random.Generator) -> list[int]:
+        if self.clusters is None:
+            return rng.permutation(len(self.keys)).tolist()
+        ids = np.unique(self.clusters)
+        order: list[int] = []
+        for c in rng.permutation(ids).tolist():
+            rows = np.flatnonzero(self.clusters == c)
+            order.extend(rows[rng.permutation(len(rows))].tolist())
+        return order
 
     def plan(self, epoch: int | None = None) -> tuple[list[list[int]], dict[str, Any]]:
         """The epoch's batches and stats; computed once per epoch, pure in (seed, epoch, keys)."""
@@ -155,7 +175,7 @@ class NoDuplicatesBatchSampler(_STNoDuplicates):
         batches: list[list[int]] = []
         used: list[set[Hashable]] = []
         first_open = deferred = 0
-        for idx in rng.permutation(len(self.keys)).tolist():
+        for idx in self._order(rng):
             row = self.keys[idx]
             b = first_open
             while b < len(batches) and (len(batches[b]) >= self.batch_size or not used[b].isdisjoint(row)):
@@ -195,6 +215,8 @@ class NoDuplicatesBatchSampler(_STNoDuplicates):
         h = hashlib.sha256()
         for row in self.keys:
             h.update(repr(sorted(map(repr, row))).encode())
+        if self.clusters is not None:
+            h.update(b"clusters" + self.clusters.tobytes())
         return h.hexdigest()[:16]
 
     def state_dict(self) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from shopsearch.artifacts import atomic_write_text
@@ -109,6 +110,7 @@ def _run_stage(
     resume: bool,
     show_progress: bool,
     extra_callbacks: Sequence[Any] = (),
+    clusters: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """One stage on the sentence-transformers trainer; ``bf16``: autocast, as resolved by :func:`use_bf16`."""
     from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
@@ -141,7 +143,7 @@ def _run_stage(
         report_to="none",
         dataloader_drop_last=True,
         dataloader_num_workers=config.dataloader_workers,
-        batch_sampler=NoDuplicatesBatchSampler.factory(keys=keys),
+        batch_sampler=NoDuplicatesBatchSampler.factory(keys=keys, clusters=clusters),
         use_cpu=not cuda,
         bf16=bf16 or (cuda and config.encoder.dtype == "bfloat16"),
         disable_tqdm=not show_progress,
@@ -236,9 +238,11 @@ def train(
             data, keys, stats = stage2_data(train_set, config, product_text, miner)
         if isinstance(stats.get("mining"), dict):
             stats["mining"]["bf16"] = miner.bf16
+        clusters = _topic_clusters(stage, data, config, miner, stats)
         run = _run_stage(
             stage, model, data, keys, config, stage_dir, evaluator, log_path,
             bf16=bf16, resume=resume, show_progress=show_progress, extra_callbacks=extra_callbacks,
+            clusters=clusters,
         )
         # the best checkpoint is loaded at the end of the stage; its dev figures are in the log
         dev = run.pop("dev_best")
@@ -259,6 +263,23 @@ def train(
     manifest["model"] = str(final)
     atomic_write_text(output / "manifest.json", json.dumps(manifest, indent=2, default=str))
     return TrainResult(final, manifest, evaluator.history if evaluator else [])
+
+
+def _topic_clusters(
+    stage: str, data: Any, config: TrainConfig, encoder: ModelEncoder, stats: dict[str, Any]
+) -> np.ndarray | None:
+    """Each row's topic cluster under ``batch_sampling: topic`` (None: random batches)."""
+    s = config.stage1 if stage == "1" else config.stage2
+    if s.batch_sampling != "topic":
+        return None
+    from shopsearch.training.topics import cluster_sizes, query_topic_clusters
+
+    clusters = query_topic_clusters(
+        data["anchor" if stage == "1" else "query"], encoder,
+        queries_per_cluster=s.topic_queries_per_cluster or s.batch_size, seed=config.seed,
+    )  # fmt: skip
+    stats["topics"] = cluster_sizes(clusters)
+    return clusters
 
 
 def _best_eval(state: Any) -> dict[str, float] | None:
