@@ -16,7 +16,7 @@ DEMO_TEXT_FIELDS = ("title", "brand", "color", "category", "attributes")
 DEMO_TRAIN_CONFIG = {
     "encoder": {"max_seq_length": 64},
     "stage1": {"batch_size": 32, "hard_negatives": 1, "mining_top_k": 20, "max_pairs_per_query": 2},
-    "stage2": {"batch_size": 16, "max_group_size": 4, "max_per_grade": 2},
+    "stage2": {"batch_size": 16, "max_group_size": 4, "max_per_grade": 2, "epochs": 1.0},
     "dev": {"pool_size": None},
     "save_steps": 1000,
 }
