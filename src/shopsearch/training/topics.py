@@ -1,12 +1,12 @@
 """Topic-aware batches: training rows grouped by k-means clusters of their queries.
 
 With random batches most in-batch negatives are products of unrelated queries (a drill beside a
-toilet seat), which the loss already separates after a few hundred steps. Batches drawn from one
-cluster of similar queries instead hold negatives from the same topic ("deck screws 2-1/2 in."
-beside "wood screws 3 in."), hard negatives at no extra cost per step: TAS, topic-aware
-sampling (Hofstätter et al., "Efficiently Teaching an Effective Dense Retriever with Balanced
-Topic Aware Sampling", SIGIR 2021), which clusters the training queries once with k-means on
-their embeddings and fills each batch from one cluster.
+toilet seat). Batches drawn from one cluster of similar queries instead hold negatives from the same
+topic ("deck screws 2-1/2 in." beside "wood screws 3 in."): harder negatives at no extra cost per
+step. This is TAS, topic-aware sampling (Hofstätter et al., "Efficiently Teaching an Effective Dense
+Retriever with Balanced Topic Aware Sampling", SIGIR 2021), which clusters the training queries once
+with k-means on their embeddings and fills each batch from one cluster. On Home Depot it measured
+lower than random batches (README, training section), so it is off by default.
 
 Written here because neither sentence-transformers nor the HF trainer has a topic-aware sampler;
 the clustering is faiss's k-means and the batching is :class:`~shopsearch.training.sampler.
@@ -44,8 +44,7 @@ def query_topic_clusters(
         queries_per_cluster: the mean number of distinct queries per cluster; about one batch's
             worth keeps a batch within a topic without repeating its queries in the next batches.
         seed, iterations, restarts: k-means' seed, iterations, and the number of initialisations
-            it keeps the best of (the result is a pure function of these and of the embeddings;
-            a few thousand short queries cluster in well under a second).
+            it keeps the best of (the result is a pure function of these and of the embeddings).
 
     Returns:
         ``int64`` array of length ``len(queries)``; all zeros when there are too few distinct
