@@ -29,7 +29,7 @@ class Stage1Settings(_Strict):
     negatives the model needs), tau 0.05 (the paper's 0.02 suits a 4B LLM's embedding geometry; at
     0.02 MiniLM lost recall), substitutes as positives (the paper's co-click substitutes; on
     mean-rating data grade 4, r = 2.33), and one negative per pair mined with the base model (+0.80
-    NDCG@10 dense over in-batch negatives alone, at +70% time per step; a pair whose candidates all
+    NDCG@10 dense over in-batch negatives alone, at +60% training time in stage 1; a pair whose candidates all
     fail the mining rules gets a random product). Stage 2's contrastive term keeps the mask
     (``Stage2Settings.delta``).
     """
