@@ -151,3 +151,8 @@ class TrainConfig(_Strict):
         "float32); auto: on where the hardware computes bf16 natively (a bf16 GPU, a CPU with AVX512-BF16 "
         "or AMX), where it matched float32's dev figures at ~1.8x the speed (README, training section)",
     )
+    length_bucket_rows: int | None = Field(
+        32, ge=1,
+        description="rows per length-sorted forward chunk inside a training step: the same embeddings "
+        "with less padding (training.losses.length_buckets); None: one padded forward per column",
+    )

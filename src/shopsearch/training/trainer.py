@@ -50,16 +50,17 @@ def _loss(config: TrainConfig, stage: str, model: Any) -> Any:
     )
 
     loss: Any
+    rows = config.length_bucket_rows
     if stage == "1":
         s1 = config.stage1
         loss = (
-            MaskedInfoNCELoss(model, tau=s1.tau, delta=s1.delta)
+            MaskedInfoNCELoss(model, tau=s1.tau, delta=s1.delta, bucket_rows=rows)
             if s1.loss == "masked_infonce" and s1.delta is not None
-            else InfoNCELoss(model, tau=s1.tau)
+            else InfoNCELoss(model, tau=s1.tau, bucket_rows=rows)
         )
     else:
         s2 = config.stage2
-        common: dict[str, Any] = {"tau": s2.tau, "delta": s2.delta, "beta": s2.beta}
+        common: dict[str, Any] = {"tau": s2.tau, "delta": s2.delta, "beta": s2.beta, "bucket_rows": rows}
         if s2.loss == "roar":
             loss = RoarLoss(model, tau_a=s2.tau_a, **common)
         elif s2.loss == "bradley_terry":

@@ -4,8 +4,9 @@ and the stage-2 composition ``L = contrast_weight * L_contrast + beta * L_rankin
 The loss classes follow sentence-transformers conventions (``forward(sentence_features, labels)``,
 ``compute_loss_from_embeddings``, ``get_config_dict``, ``citation``) so they run inside
 ``SentenceTransformerTrainer`` and under ``MatryoshkaLoss``: embeddings are obtained by calling the
-model (``embed_columns``), which is exactly what ``MatryoshkaLoss``'s forward decorator intercepts
-to serve truncated, re-normalised embeddings.
+model (``length_buckets.embed_bucketed``, once per length-sorted chunk of rows), which is exactly
+what ``MatryoshkaLoss``'s forward decorator intercepts to serve truncated, re-normalised embeddings
+(it replays its cached outputs in call order).
 """
 
 from __future__ import annotations
@@ -15,11 +16,11 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
-from sentence_transformers.base.losses.merged_forward import embed_columns
 from sentence_transformers.util import all_gather, all_gather_with_grad, get_rank
 from torch import Tensor, nn
 
 from shopsearch.training.losses import functional as LF
+from shopsearch.training.losses.length_buckets import embed_bucketed
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -37,8 +38,16 @@ FLIPKART_CITATION = """
 """
 
 
-def embed(model: nn.Module | None, sentence_features: Iterable[dict[str, Tensor]]) -> list[Tensor]:
-    """One (B, d) embedding tensor per input column, the doc columns sharing one merged forward.
+DEFAULT_BUCKET_ROWS = 32
+"""Rows per length-sorted forward chunk (``length_buckets``): on Home Depot titles, 128 products in
+4 chunks hold 58% of the padded tokens of one forward."""
+
+
+def embed(
+    model: nn.Module | None, sentence_features: Iterable[dict[str, Tensor]], bucket_rows: int | None = None
+) -> list[Tensor]:
+    """One (B, d) embedding tensor per input column, the doc columns sharing one merged batch, run in
+    length-sorted chunks of ``bucket_rows`` rows (None: one forward per batch).
 
     Normalisation happens in ``compute_loss_from_embeddings`` (cosine similarity throughout), so a
     caller passing its own embeddings gets the same loss. A loss built with ``model=None`` only
@@ -46,7 +55,7 @@ def embed(model: nn.Module | None, sentence_features: Iterable[dict[str, Tensor]
     """
     if model is None:
         raise ValueError("this loss was built without a model; call compute_loss_from_embeddings instead")
-    return embed_columns(model, sentence_features)
+    return embed_bucketed(model, sentence_features, bucket_rows)
 
 
 def pair_batch(embeddings: list[Tensor], gather: bool) -> tuple[Tensor, Tensor, Tensor]:
@@ -136,7 +145,8 @@ class GradedContrastiveLoss(nn.Module):
 
     Inputs: columns (query, doc_1, ..., doc_G), ``labels`` (B, G) grades, higher = better
     (e.g. ESCI E/S/C/I = 3/2/1/0), -1 = padding (padding docs may be empty strings; they are
-    embedded with the others, then dropped before any score is used).
+    embedded with the others, then dropped before any score is used). ``bucket_rows``: rows per
+    length-sorted forward chunk (``length_buckets``; None: one padded forward per column).
 
     The last values of both parts are kept (detached) in ``last_components`` for logging; with
     ``return_components=True`` ``forward`` returns them as a dict, which ``SentenceTransformerTrainer``
@@ -155,6 +165,7 @@ class GradedContrastiveLoss(nn.Module):
         min_positive_grade: float | None = None,
         gather_across_devices: bool = False,
         return_components: bool = False,
+        bucket_rows: int | None = DEFAULT_BUCKET_ROWS,
     ) -> None:
         super().__init__()
         if tau <= 0:
@@ -167,6 +178,7 @@ class GradedContrastiveLoss(nn.Module):
         self.min_positive_grade = min_positive_grade
         self.gather_across_devices = gather_across_devices
         self.return_components = return_components
+        self.bucket_rows = bucket_rows
         self.last_components: dict[str, Tensor] = {}
 
     def ranking_loss(self, scores: Tensor, group_index: Tensor, grades: Tensor) -> Tensor:
@@ -175,7 +187,7 @@ class GradedContrastiveLoss(nn.Module):
     def forward(
         self, sentence_features: Iterable[dict[str, Tensor]], labels: Tensor | None
     ) -> Tensor | dict[str, Tensor]:
-        return self.compute_loss_from_embeddings(embed(self.model, sentence_features), labels)
+        return self.compute_loss_from_embeddings(embed(self.model, sentence_features, self.bucket_rows), labels)
 
     def compute_loss_from_embeddings(
         self, embeddings: list[Tensor], labels: Tensor | None
@@ -211,6 +223,7 @@ class GradedContrastiveLoss(nn.Module):
             "contrast_weight": self.contrast_weight,
             "min_positive_grade": self.min_positive_grade,
             "gather_across_devices": self.gather_across_devices,
+            "bucket_rows": self.bucket_rows,
         }
 
     @property

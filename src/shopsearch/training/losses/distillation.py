@@ -75,7 +75,7 @@ class ListwiseDistillationLoss(nn.Module):
         self.last_components: dict[str, Tensor] = {}
 
     def forward(self, sentence_features: Iterable[dict[str, Tensor]], labels: Tensor | None) -> Tensor:
-        return self.compute_loss_from_embeddings(embed(self.model, sentence_features), labels)
+        return self.compute_loss_from_embeddings(embed(self.model, sentence_features, self.base.bucket_rows), labels)
 
     def compute_loss_from_embeddings(self, embeddings: list[Tensor], labels: Tensor | None) -> Tensor:
         g = len(embeddings) - 1

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from shopsearch.training.losses import functional as LF
-from shopsearch.training.losses.base import embed, pair_batch
+from shopsearch.training.losses.base import DEFAULT_BUCKET_ROWS, embed, pair_batch
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -37,11 +37,16 @@ class InfoNCELoss(nn.Module):
     with ``scale = 1/tau`` (default directions), kept here so ablations share one input contract
     and one gathering code path with :class:`MaskedInfoNCELoss`.
 
-    Inputs: columns (anchor, positive[, negative_1, ..., negative_n]); no labels.
+    Inputs: columns (anchor, positive[, negative_1, ..., negative_n]); no labels. ``bucket_rows``:
+    rows per length-sorted forward chunk (``length_buckets``; None: one padded forward per column).
     """
 
     def __init__(
-        self, model: SentenceTransformer | None, tau: float = 0.05, gather_across_devices: bool = False
+        self,
+        model: SentenceTransformer | None,
+        tau: float = 0.05,
+        gather_across_devices: bool = False,
+        bucket_rows: int | None = DEFAULT_BUCKET_ROWS,
     ) -> None:
         super().__init__()
         if tau <= 0:
@@ -49,9 +54,10 @@ class InfoNCELoss(nn.Module):
         self.model = model
         self.tau = tau
         self.gather_across_devices = gather_across_devices
+        self.bucket_rows = bucket_rows
 
     def forward(self, sentence_features: Iterable[dict[str, Tensor]], labels: Tensor | None = None) -> Tensor:
-        return self.compute_loss_from_embeddings(embed(self.model, sentence_features), labels)
+        return self.compute_loss_from_embeddings(embed(self.model, sentence_features, self.bucket_rows), labels)
 
     def compute_loss_from_embeddings(self, embeddings: list[Tensor], labels: Tensor | None = None) -> Tensor:
         embeddings = [F.normalize(e, p=2, dim=-1) for e in embeddings]
@@ -59,7 +65,11 @@ class InfoNCELoss(nn.Module):
         return LF.infonce(q, candidates, positive_index, self.tau)
 
     def get_config_dict(self) -> dict[str, Any]:
-        return {"tau": self.tau, "gather_across_devices": self.gather_across_devices}
+        return {
+            "tau": self.tau,
+            "gather_across_devices": self.gather_across_devices,
+            "bucket_rows": self.bucket_rows,
+        }
 
     @property
     def citation(self) -> str:

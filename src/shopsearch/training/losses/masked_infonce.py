@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from shopsearch.training.losses import functional as LF
-from shopsearch.training.losses.base import FLIPKART_CITATION, embed, pair_batch
+from shopsearch.training.losses.base import DEFAULT_BUCKET_ROWS, FLIPKART_CITATION, embed, pair_batch
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -33,7 +33,8 @@ class MaskedInfoNCELoss(nn.Module):
     sentence-transformers' MultipleNegativesRankingLoss). With ``gather_across_devices`` the
     candidates are all-gathered across processes (with gradients) so every device scores its
     queries against the global batch; each query's positive column is offset by ``rank * B``.
-    Use a no-duplicates batch sampler: a product must not appear twice in one batch.
+    Use a no-duplicates batch sampler: a product must not appear twice in one batch. ``bucket_rows``:
+    rows per length-sorted forward chunk (``length_buckets``; None: one padded forward per column).
     """
 
     def __init__(
@@ -42,6 +43,7 @@ class MaskedInfoNCELoss(nn.Module):
         tau: float = 0.02,
         delta: float | None = 0.1,
         gather_across_devices: bool = False,
+        bucket_rows: int | None = DEFAULT_BUCKET_ROWS,
     ) -> None:
         super().__init__()
         if tau <= 0:
@@ -50,9 +52,10 @@ class MaskedInfoNCELoss(nn.Module):
         self.tau = tau
         self.delta = delta
         self.gather_across_devices = gather_across_devices
+        self.bucket_rows = bucket_rows
 
     def forward(self, sentence_features: Iterable[dict[str, Tensor]], labels: Tensor | None = None) -> Tensor:
-        return self.compute_loss_from_embeddings(embed(self.model, sentence_features), labels)
+        return self.compute_loss_from_embeddings(embed(self.model, sentence_features, self.bucket_rows), labels)
 
     def compute_loss_from_embeddings(self, embeddings: list[Tensor], labels: Tensor | None = None) -> Tensor:
         embeddings = [F.normalize(e, p=2, dim=-1) for e in embeddings]
@@ -60,7 +63,12 @@ class MaskedInfoNCELoss(nn.Module):
         return LF.masked_infonce(q, candidates, positive_index, self.tau, self.delta)
 
     def get_config_dict(self) -> dict[str, Any]:
-        return {"tau": self.tau, "delta": self.delta, "gather_across_devices": self.gather_across_devices}
+        return {
+            "tau": self.tau,
+            "delta": self.delta,
+            "gather_across_devices": self.gather_across_devices,
+            "bucket_rows": self.bucket_rows,
+        }
 
     @property
     def citation(self) -> str:
