@@ -12,11 +12,9 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import pytest
 import torch
-from sentence_transformers import SentenceTransformer
 from sentence_transformers.sentence_transformer.losses import MatryoshkaLoss
 from torch import nn
 
-from shopsearch.retrieval.encoder import default_model_path
 from shopsearch.training.losses import InfoNCELoss, MaskedInfoNCELoss, RoarLoss
 from shopsearch.training.losses.length_buckets import bucketed_forward, embed_bucketed
 
@@ -39,24 +37,12 @@ NEGATIVES = [
 ]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-@pytest.fixture(scope="module")
-def model() -> SentenceTransformer:
-    m = SentenceTransformer(str(default_model_path()), device="cpu")
-    m.eval()  # no dropout: bucketed and padded forwards must agree
-    m[0].auto_model.embeddings.requires_grad_(False)
-    return m
-
-
-def _features(model, *columns):
-    return [model.preprocess(list(col)) for col in columns]
+def _columns(model, *columns):
+    """Fresh tokenised columns per call: the model writes its outputs into the dicts it is given."""
+    return [dict(model.preprocess(list(col))) for col in columns]
 
 
 def _loss_and_grad(model, loss_fn, features, labels=None):
@@ -67,38 +53,42 @@ def _loss_and_grad(model, loss_fn, features, labels=None):
 
 
 @pytest.mark.parametrize("rows", [1, 2, 4, 5])
-def test_bucketed_forward_equals_one_padded_forward(model, rows):
-    features = model.preprocess(TITLES + NEGATIVES)
+def test_bucketed_forward_equals_one_padded_forward(minilm_eval, rows):
+    m = minilm_eval
+    features = m.preprocess(TITLES + NEGATIVES)
     with torch.no_grad():
-        expected = model(dict(features))["sentence_embedding"]
-        got = bucketed_forward(model, dict(features), rows)
+        expected = m(dict(features))["sentence_embedding"]
+        got = bucketed_forward(m, dict(features), rows)
     torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.parametrize("loss_cls", [InfoNCELoss, MaskedInfoNCELoss])
-def test_pair_losses_and_gradients_match_without_buckets(model, loss_cls):
-    features = _features(model, QUERIES, TITLES, NEGATIVES)
-    bucketed = _loss_and_grad(model, loss_cls(model, bucket_rows=4), [dict(f) for f in features])
-    padded = _loss_and_grad(model, loss_cls(model, bucket_rows=None), [dict(f) for f in features])
+def test_pair_losses_and_gradients_match_without_buckets(minilm_eval, loss_cls):
+    m = minilm_eval
+    texts = (QUERIES, TITLES, NEGATIVES)
+    bucketed = _loss_and_grad(m, loss_cls(m, bucket_rows=4), _columns(m, *texts))
+    padded = _loss_and_grad(m, loss_cls(m, bucket_rows=None), _columns(m, *texts))
     torch.testing.assert_close(bucketed[0], padded[0], rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(bucketed[1], padded[1], rtol=1e-3, atol=1e-6)
 
 
-def test_roar_with_buckets_matches_without(model):
+def test_roar_with_buckets_matches_without(minilm_eval):
+    m = minilm_eval
     docs = [[TITLES[i], NEGATIVES[i], ""] for i in range(len(QUERIES))]
     grades = torch.tensor([[3, 0, -1]] * len(QUERIES))
-    features = _features(model, QUERIES, *zip(*docs, strict=True))
-    bucketed = _loss_and_grad(model, RoarLoss(model, bucket_rows=3), [dict(f) for f in features], grades)
-    padded = _loss_and_grad(model, RoarLoss(model, bucket_rows=None), [dict(f) for f in features], grades)
+    texts = (QUERIES, *zip(*docs, strict=True))
+    bucketed = _loss_and_grad(m, RoarLoss(m, bucket_rows=3), _columns(m, *texts), grades)
+    padded = _loss_and_grad(m, RoarLoss(m, bucket_rows=None), _columns(m, *texts), grades)
     torch.testing.assert_close(bucketed[0], padded[0], rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(bucketed[1], padded[1], rtol=1e-3, atol=1e-6)
 
 
-def test_matryoshka_replays_bucketed_chunks(model):
-    features = _features(model, QUERIES, TITLES, NEGATIVES)
+def test_matryoshka_replays_bucketed_chunks(minilm_eval):
+    m = minilm_eval
+    texts = (QUERIES, TITLES, NEGATIVES)
     dims = [384, 64]
-    bucketed = MatryoshkaLoss(model, InfoNCELoss(model, bucket_rows=4), dims)([dict(f) for f in features], None)
-    padded = MatryoshkaLoss(model, InfoNCELoss(model, bucket_rows=None), dims)([dict(f) for f in features], None)
+    bucketed = MatryoshkaLoss(m, InfoNCELoss(m, bucket_rows=4), dims)(_columns(m, *texts), None)
+    padded = MatryoshkaLoss(m, InfoNCELoss(m, bucket_rows=None), dims)(_columns(m, *texts), None)
     torch.testing.assert_close(bucketed.detach(), padded.detach(), rtol=1e-5, atol=1e-6)
 
 

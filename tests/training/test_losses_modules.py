@@ -45,23 +45,12 @@ DOCS = [  # (query, doc_1..doc_4); "" = padding
 GRADES = torch.tensor([[3, 2, 1, 0], [3, 3, -1, -1], [3, -1, -1, -1]])
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    # The test machine's 2 cores are shared; intra-op threads contend badly on these tiny batches.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
-def model() -> SentenceTransformer:
-    m = SentenceTransformer(str(default_model_path()), device="cpu")
-    m.eval()  # no dropout: the comparisons below are exact
-    # Gradients are compared on the last layer only; skipping the 30k x 384 token-embedding
-    # gradient halves the backward pass time.
-    m[0].auto_model.embeddings.requires_grad_(False)
-    return m
+def model(minilm_eval):
+    return minilm_eval
 
 
 def _features(model, *columns):
