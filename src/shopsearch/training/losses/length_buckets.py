@@ -3,10 +3,11 @@
 A contrastive batch must embed all its products in one step, and the collator pads each column to
 its longest row (the doc columns, merged into one forward, to the longest of all of them). Product
 titles are short and uneven: on Home Depot (all-MiniLM-L6-v2's tokenizer) the median title is 19
-tokens and the longest 64, so a merged column of 128 titles padded to its longest holds about 2.2
-tokens for each real one. :func:`bucketed_forward` sorts the rows by length, splits them into
-chunks of about ``rows`` rows, trims each chunk to its own longest row and runs the model once per
-chunk (all with gradients, in one backward), then restores the row order. With right padding (BERT,
+tokens and the longest 64, so a stage-1 batch's 128 titles padded to their longest feed the model
+about 2.1 tokens for each real one (``benchmarks/length_buckets.py``). :func:`bucketed_forward`
+sorts the rows by length, splits them into chunks of about ``rows`` rows, trims each chunk to its own
+longest row and runs the model once per chunk (all with gradients, in one backward), then restores
+the row order. With right padding (BERT,
 MiniLM) a row's embedding does not depend on the padding around it, so the result is the unbucketed
 one up to floating-point rounding; left-padded decoders see fewer pad positions, as with any
 change of padding.
@@ -35,11 +36,11 @@ def bucketed_forward(model: nn.Module, features: dict[str, Any], rows: int | Non
     second axis is the padded width are also trimmed to the chunk's token columns; anything else is
     passed to every chunk unchanged.
     """
+    if rows is not None and rows < 1:
+        raise ValueError(f"rows must be >= 1 or None, got {rows}")
     mask = features.get("attention_mask")
     if rows is None or not isinstance(mask, Tensor) or mask.ndim != 2 or mask.size(0) <= rows:
         return model(features)["sentence_embedding"]
-    if rows < 1:
-        raise ValueError(f"rows must be >= 1 or None, got {rows}")
     n, width = mask.shape
     order = torch.argsort(mask.sum(dim=1), stable=True)
     pieces = []
