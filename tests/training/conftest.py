@@ -1,8 +1,9 @@
-"""Fixtures shared by the loss tests that run the real bundled all-MiniLM-L6-v2."""
+"""Fixtures shared by the training tests: the real bundled all-MiniLM-L6-v2, the ESCI sample shop."""
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
@@ -34,3 +35,17 @@ def minilm_eval():
     m.eval()
     m[0].auto_model.embeddings.requires_grad_(False)
     return m
+
+
+@pytest.fixture(scope="module")
+def esci_shop():
+    """The ESCI sample shop of ``tests/fixtures/esci`` and its rendered product texts by id."""
+    from shopsearch.data import load_dataset
+    from shopsearch.data.render import ProductTextRenderer
+
+    esci = Path(__file__).resolve().parents[1] / "fixtures" / "esci"
+    shop = load_dataset(
+        catalog=esci / "shopping_queries_dataset_products.parquet",
+        judgments=esci / "shopping_queries_dataset_examples.parquet",
+    )
+    return shop, dict(zip(shop.catalog.ids, ProductTextRenderer().render(shop.catalog), strict=True))

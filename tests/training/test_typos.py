@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -97,18 +95,11 @@ def test_rate_zero_is_a_plain_copy_and_bad_settings_are_refused():
         QueryTypoConfig(rate=0.5, edits=("shout",))
 
 
-def test_stage1_rows_carry_the_misspelt_queries_under_their_original_keys():
-    from shopsearch.data import load_dataset
-    from shopsearch.data.render import ProductTextRenderer
+def test_stage1_rows_carry_the_misspelt_queries_under_their_original_keys(esci_shop):
     from shopsearch.training.config import TrainConfig
     from shopsearch.training.stage_data import stage1_data
 
-    esci = Path(__file__).resolve().parents[1] / "fixtures" / "esci"
-    shop = load_dataset(
-        catalog=esci / "shopping_queries_dataset_products.parquet",
-        judgments=esci / "shopping_queries_dataset_examples.parquet",
-    )
-    texts = dict(zip(shop.catalog.ids, ProductTextRenderer().render(shop.catalog), strict=True))
+    shop, texts = esci_shop
     clean_cfg = TrainConfig.model_validate({"stage1": {"hard_negatives": 0}})
     typo_cfg = TrainConfig.model_validate({"stage1": {"hard_negatives": 0, "query_typo_rate": 1.0}})
     clean, clean_keys, clean_stats = stage1_data(shop, clean_cfg, texts, None)  # type: ignore[arg-type]

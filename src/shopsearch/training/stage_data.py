@@ -36,6 +36,7 @@ from shopsearch.training.pairs import (
     pairs_from_judgments,
     synthetic_query_id,
 )
+from shopsearch.training.pseudo_queries import PseudoQueryConfig, pseudo_query_pairs
 from shopsearch.training.sampler import RowKeys, group_keys, pair_keys
 from shopsearch.training.teacher import hybrid_teacher_scores
 from shopsearch.training.typos import QueryTypoConfig, add_query_typos
@@ -57,6 +58,11 @@ def stage1_data(
     )
     stats: dict[str, Any] = {"judgment_pairs": dict(pairs.attrs.get("stats", {}))}
     frames = [pairs]
+    if s1.pseudo_queries > 0:
+        pseudo, stats["pseudo_queries"] = pseudo_query_pairs(
+            pairs, product_text, train_set.catalog.ids, PseudoQueryConfig(s1.pseudo_queries, seed=config.seed)
+        )
+        frames.append(pseudo)
     if config.events:
         from shopsearch.training.logs import LogPairConfig, pairs_from_events, read_events
 
