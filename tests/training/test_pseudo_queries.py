@@ -53,10 +53,7 @@ def test_rates_are_the_shrunk_share_of_pairs_whose_query_carries_the_word():
     assert sorted(model.query_lengths.tolist()) == [1, 2, 3]
 
 
-settings_ = settings(max_examples=100, deadline=None)
-
-
-@settings_
+@settings(max_examples=100, deadline=None)
 @given(
     title=st.lists(st.sampled_from(["drill", "cordless", "1/2", "in.", "Chrome", "x", "kit", "2x4"]), max_size=8).map(
         " ".join

@@ -100,7 +100,8 @@ class QueryTermModel:
         return np.array([(self.in_query.get(s, 0) + k * g) / (self.in_text.get(s, 0) + k) for s in stems])
 
     def sample(self, text: str, rng: np.random.Generator, max_words: int) -> str:
-        """One pseudo-query for a product text ("" when the text has no word)."""
+        """One pseudo-query for a product text ("" when the text has no word); a model fitted on no
+        pairs has no query lengths to draw from and takes three words."""
         title_words = list(dict.fromkeys(words(text)))
         if not title_words:
             return ""
