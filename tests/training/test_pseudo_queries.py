@@ -115,20 +115,21 @@ def test_bad_settings_are_refused():
         PseudoQueryConfig(n_products=1, max_words=0)
 
 
-def test_stage1_rows_gain_pseudo_query_pairs_when_asked(esci_shop):
+def test_stage1_rows_gain_pseudo_query_pairs_by_the_ratio(esci_shop):
     from shopsearch.training.config import TrainConfig
     from shopsearch.training.stage_data import stage1_data
 
     shop, texts = esci_shop
     plain, _, plain_stats = stage1_data(
-        shop, TrainConfig.model_validate({"stage1": {"hard_negatives": 0}}), texts, None  # type: ignore[arg-type]
+        shop, TrainConfig.model_validate({"stage1": {"hard_negatives": 0, "pseudo_query_ratio": 0}}), texts, None  # type: ignore[arg-type]
     )
     rows, keys, stats = stage1_data(
-        shop, TrainConfig.model_validate({"stage1": {"hard_negatives": 0, "pseudo_queries": 25}}), texts, None  # type: ignore[arg-type]
+        shop, TrainConfig.model_validate({"stage1": {"hard_negatives": 0, "pseudo_query_ratio": 0.5}}), texts, None  # type: ignore[arg-type]
     )
     assert "pseudo_queries" not in plain_stats
     added = stats["pseudo_queries"]["pairs"]
-    assert 0 < added <= 25
+    # half as many as the judged pairs, unless fewer products lack a judged positive
+    assert added == min(round(0.5 * len(plain["anchor"])), stats["pseudo_queries"]["products_without_pairs"])
     assert len(rows["anchor"]) == len(plain["anchor"]) + added == len(keys)
     assert stats["merged"]["by_source"]["pseudo"] == added
     assert set(rows["positive"]) > set(plain["positive"])  # products no judged query had

@@ -58,9 +58,10 @@ def stage1_data(
     )
     stats: dict[str, Any] = {"judgment_pairs": dict(pairs.attrs.get("stats", {}))}
     frames = [pairs]
-    if s1.pseudo_queries > 0:
+    n_pseudo = round(s1.pseudo_query_ratio * len(pairs))
+    if n_pseudo > 0:
         pseudo, stats["pseudo_queries"] = pseudo_query_pairs(
-            pairs, product_text, train_set.catalog.ids, PseudoQueryConfig(s1.pseudo_queries, seed=config.seed)
+            pairs, product_text, train_set.catalog.ids, PseudoQueryConfig(n_pseudo, seed=config.seed)
         )
         frames.append(pseudo)
     if config.events:
