@@ -1,10 +1,11 @@
 """The ablation ladder of Paper A on Home Depot `dev` (issue 3): each training step's contribution.
 
 Rows: off-the-shelf -> stage 1 plain InfoNCE -> + false-negative mask -> + mined hard negatives in
-stage 1, and plain InfoNCE + mined hard negatives (the default stage 1); stage 2 (one epoch) from plain
+stage 1, and plain InfoNCE + mined hard negatives; stage 2 (one epoch) from plain
 InfoNCE: ROAR on judged groups only, ROAR with mined unjudged negatives in the groups, and that with
 ROAR replaced by Bradley-Terry and by ListMLE; the paper's full recipe, ROAR on the masked stage 1;
-ROAR on the default stage 1, one epoch and half an epoch (the default).
+ROAR on that stage 1, one epoch and half an epoch (the default until pseudo-queries); and the default:
+that stage 1 with keyword pseudo-queries for unjudged products, then half an epoch of ROAR.
 Every row is trained on `train` with `shopsearch.training.train`, evaluated on `dev` over the full
 catalogue (protocol of ../shared/data/home-depot/README.md), dense and hybrid (BM25 + the row's
 encoder: the default hybrid, equal-weight min-max fusion over the rescored union of both lists, and
@@ -56,14 +57,16 @@ DATA = HERE.parent.parent / "shared" / "data" / "home-depot"
 # name -> (previous row, train config overrides on top of the defaults); stage-2 rows start from
 # their previous row's model, and each row is tested against its previous row. Every setting a row
 # measures is pinned here, so a row does not change when a default does. The default recipe is
-# s1_infonce_hn then s2_default; the other rows are the steps it leaves out or replaces. The paper's
-# masked stage 1 became an ablation row when it measured lower on Home Depot (README, training).
+# s1_pseudo then s2_pseudo; before keyword pseudo-queries it was s1_infonce_hn then s2_default, and
+# the other rows are the steps that recipe leaves out or replaces. The paper's masked stage 1 became
+# an ablation row when it measured lower on Home Depot (README, training).
+NO_PSEUDO = {"pseudo_query_ratio": 0.0}  # the rows measured before keyword pseudo-queries became the default
 LADDER: dict[str, tuple[str | None, dict[str, Any]]] = {
     "off_the_shelf": (None, {}),
-    "s1_infonce": ("off_the_shelf", {"stage": "1", "stage1": {"hard_negatives": 0}}),
-    "s1_mask": ("s1_infonce", {"stage": "1", "stage1": {"loss": "masked_infonce", "hard_negatives": 0}}),
-    "s1_mask_hn": ("s1_mask", {"stage": "1", "stage1": {"loss": "masked_infonce", "hard_negatives": 1}}),
-    "s1_infonce_hn": ("s1_infonce", {"stage": "1", "stage1": {"loss": "infonce", "hard_negatives": 1}}),
+    "s1_infonce": ("off_the_shelf", {"stage": "1", "stage1": {"hard_negatives": 0, **NO_PSEUDO}}),
+    "s1_mask": ("s1_infonce", {"stage": "1", "stage1": {"loss": "masked_infonce", "hard_negatives": 0, **NO_PSEUDO}}),
+    "s1_mask_hn": ("s1_mask", {"stage": "1", "stage1": {"loss": "masked_infonce", "hard_negatives": 1, **NO_PSEUDO}}),
+    "s1_infonce_hn": ("s1_infonce", {"stage": "1", "stage1": {"loss": "infonce", "hard_negatives": 1, **NO_PSEUDO}}),
     "s2_roar_judged_only": ("s1_infonce", {"stage": "2", "stage2": {"hard_negatives": 0, "epochs": 1.0}}),
     "s2_roar": ("s1_infonce", {"stage": "2", "stage2": {"epochs": 1.0}}),
     "s2_bradley_terry": ("s1_infonce", {"stage": "2", "stage2": {"loss": "bradley_terry", "epochs": 1.0}}),
@@ -71,11 +74,14 @@ LADDER: dict[str, tuple[str | None, dict[str, Any]]] = {
     "s2_roar_on_mask": ("s1_mask", {"stage": "2", "stage2": {"epochs": 1.0}}),
     "s2_roar_on_hn": ("s1_infonce_hn", {"stage": "2", "stage2": {"epochs": 1.0}}),
     "s2_default": ("s1_infonce_hn", {"stage": "2", "stage2": {"loss": "roar", "epochs": 0.5}}),
+    "s1_pseudo": ("s1_infonce_hn", {"stage": "1", "stage1": {"loss": "infonce", "hard_negatives": 1,
+                                                             "pseudo_query_ratio": 0.34}}),
+    "s2_pseudo": ("s1_pseudo", {"stage": "2", "stage2": {"loss": "roar", "epochs": 0.5}}),
 }
 
 
 # The rows that `shopsearch train` with its defaults produces: RUN/stage1/model and RUN/stage2/model.
-DEFAULT_RUN_ROWS = {"s1_infonce_hn": "stage1", "s2_default": "stage2"}
+DEFAULT_RUN_ROWS = {"s1_pseudo": "stage1", "s2_pseudo": "stage2"}
 
 
 def given_models(default_run: Path | None, row_models: list[str]) -> dict[str, Path]:
@@ -150,7 +156,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=HERE / "results" / "homedepot_ablation.json")
     parser.add_argument("--default-run", type=Path, default=None,
                         help="a finished `shopsearch train` run with the default config: its stage-1 and "
-                             "stage-2 models are the s1_infonce_hn and s2_default rows (not trained again)")
+                             "stage-2 models are the s1_pseudo and s2_pseudo rows (not trained again)")
     parser.add_argument("--row-model", nargs="*", default=[], metavar="ROW=MODEL_DIR",
                         help="a finished model for a row (e.g. RUN/stage1/model), not trained again; the "
                              "stage-2 rows built on it should have been trained from it")

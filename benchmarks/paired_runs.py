@@ -1,0 +1,56 @@
+"""Paired tests between two models evaluated on the same queries (two ``--out`` files of
+benchmarks/homedepot_model_dev.py): is model B better than model A, system by system?
+
+    .venv/bin/python benchmarks/paired_runs.py runs/a/dev_eval.json runs/b/dev_eval.json \
+        [--also runs/c/dev_eval.json] [--metrics ndcg@10 recall@100]
+
+For every system both files hold (dense, each hybrid), prints B − A in points with a paired bootstrap
+95% CI and the paired randomisation p-value over the queries both scored. ``--also`` adds more runs of
+recipe B: their per-query mean is tested against A, the fairer test when single runs differ by noise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+from shopsearch.eval.significance import paired_bootstrap_ci, paired_randomization_test
+
+
+def per_query(path: Path, system: str, metric: str) -> dict[str, float]:
+    """query id -> the metric's value for ``system`` in an evaluation JSON (NaN where left out)."""
+    rows = json.loads(path.read_text())["systems"][system]["per_query"]
+    return {qid: float(v[metric]) if v.get(metric) is not None else float("nan") for qid, v in rows.items()}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("a", type=Path, help="evaluation JSON of model A (the reference)")
+    ap.add_argument("b", type=Path, help="evaluation JSON of model B")
+    ap.add_argument("--also", type=Path, nargs="*", default=[], help="more evaluation JSONs of B's recipe")
+    ap.add_argument("--metrics", nargs="*", default=["ndcg@10", "recall@100"])
+    args = ap.parse_args()
+    b_runs = [args.b, *args.also]
+    systems = set(json.loads(args.a.read_text())["systems"])
+    for path in b_runs:
+        systems &= set(json.loads(path.read_text())["systems"])
+    for system in sorted(systems):
+        for metric in args.metrics:
+            a = per_query(args.a, system, metric)
+            bs = [per_query(p, system, metric) for p in b_runs]
+            qids = sorted(set(a).intersection(*bs))
+            x = np.array([a[q] for q in qids])
+            y = np.mean([[b[q] for q in qids] for b in bs], axis=0)
+            keep = ~(np.isnan(x) | np.isnan(y))
+            diff, lo, hi = paired_bootstrap_ci(y[keep], x[keep])
+            p = paired_randomization_test(y[keep], x[keep])
+            print(f"{system:20s} {metric:11s} A {x[keep].mean():.4f}  B {y[keep].mean():.4f}  "
+                  f"B-A {100 * diff:+.2f} points (95% CI {100 * lo:+.2f}..{100 * hi:+.2f}), p {p:.3g}, "
+                  f"{int(keep.sum())} queries, {len(b_runs)} run(s) of B")
+
+
+if __name__ == "__main__":
+    main()
