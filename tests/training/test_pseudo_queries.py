@@ -129,6 +129,7 @@ def test_stage1_rows_gain_pseudo_query_pairs_by_the_ratio(esci_shop):
     assert "pseudo_queries" not in plain_stats
     added = stats["pseudo_queries"]["pairs"]
     # half as many as the judged pairs, unless fewer products lack a judged positive
+    assert added > 0
     assert added == min(round(0.5 * len(plain["anchor"])), stats["pseudo_queries"]["products_without_pairs"])
     assert len(rows["anchor"]) == len(plain["anchor"]) + added == len(keys)
     assert stats["merged"]["by_source"]["pseudo"] == added

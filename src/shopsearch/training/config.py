@@ -64,7 +64,7 @@ class Stage1Settings(_Strict):
         description="keyword pseudo-query pairs per judged pair, each for a catalogue product no judged query "
         "has as positive (title words sampled by how often shoppers type them; training.pseudo_queries; capped "
         "by those products; 0 = off). 0.34 is about 12,000 pairs on Home Depot: dense NDCG@10 +0.4 on dev, "
-        "README training section",
+        "hybrid unchanged, README training section",
     )
     query_typo_rate: float = Field(
         0.0, ge=0, le=1,
