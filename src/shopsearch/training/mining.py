@@ -84,7 +84,7 @@ def negative_columns(n: int) -> list[str]:
 def fill_missing_negatives(
     pairs: pd.DataFrame,
     n_negatives: int,
-    product_ids: Sequence[str],
+    product_ids: Sequence[str] | np.ndarray,
     judgments: Judgments | None = None,
     seed: int = 0,
 ) -> tuple[pd.DataFrame, int]:
