@@ -20,9 +20,9 @@ import numpy as np
 from shopsearch.eval.significance import paired_bootstrap_ci, paired_randomization_test
 
 
-def per_query(path: Path, system: str, metric: str) -> dict[str, float]:
-    """query id -> the metric's value for ``system`` in an evaluation JSON (NaN where left out)."""
-    rows = json.loads(path.read_text())["systems"][system]["per_query"]
+def per_query(report: dict, system: str, metric: str) -> dict[str, float]:
+    """query id -> the metric's value for ``system`` in an evaluation report (NaN where left out)."""
+    rows = report["systems"][system]["per_query"]
     return {qid: float(v[metric]) if v.get(metric) is not None else float("nan") for qid, v in rows.items()}
 
 
@@ -33,14 +33,13 @@ def main() -> None:
     ap.add_argument("--also", type=Path, nargs="*", default=[], help="more evaluation JSONs of B's recipe")
     ap.add_argument("--metrics", nargs="*", default=["ndcg@10", "recall@100"])
     args = ap.parse_args()
-    b_runs = [args.b, *args.also]
-    systems = set(json.loads(args.a.read_text())["systems"])
-    for path in b_runs:
-        systems &= set(json.loads(path.read_text())["systems"])
+    report_a = json.loads(args.a.read_text())
+    reports_b = [json.loads(p.read_text()) for p in (args.b, *args.also)]
+    systems = set(report_a["systems"]).intersection(*(r["systems"] for r in reports_b))
     for system in sorted(systems):
         for metric in args.metrics:
-            a = per_query(args.a, system, metric)
-            bs = [per_query(p, system, metric) for p in b_runs]
+            a = per_query(report_a, system, metric)
+            bs = [per_query(r, system, metric) for r in reports_b]
             qids = sorted(set(a).intersection(*bs))
             x = np.array([a[q] for q in qids])
             y = np.mean([[b[q] for q in qids] for b in bs], axis=0)
@@ -49,7 +48,7 @@ def main() -> None:
             p = paired_randomization_test(y[keep], x[keep])
             print(f"{system:20s} {metric:11s} A {x[keep].mean():.4f}  B {y[keep].mean():.4f}  "
                   f"B-A {100 * diff:+.2f} points (95% CI {100 * lo:+.2f}..{100 * hi:+.2f}), p {p:.3g}, "
-                  f"{int(keep.sum())} queries, {len(b_runs)} run(s) of B")
+                  f"{int(keep.sum())} queries, {len(reports_b)} run(s) of B")
 
 
 if __name__ == "__main__":
