@@ -18,6 +18,8 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
+from shopsearch.artifacts import atomic_dir
+
 
 def average_models(a: str, b: str, alpha: float, out: Path) -> None:
     from sentence_transformers import SentenceTransformer
@@ -32,7 +34,8 @@ def average_models(a: str, b: str, alpha: float, out: Path) -> None:
     first.load_state_dict(
         {k: (1 - alpha) * v + alpha * second[k] if v.is_floating_point() else v for k, v in weights.items()}
     )
-    first.save(str(out))
+    with atomic_dir(out) as tmp:  # a failed save leaves an earlier soup at ``out`` intact
+        first.save(str(tmp))
 
 
 def main() -> None:
