@@ -182,3 +182,44 @@ def test_real_minilm_on_a_tiny_catalogue():
         assert (neg_scores <= 0.95 * pos[i][0] + 1e-6).all()
     assert "d2" not in out.iloc[0][["negative_1", "negative_2"]].tolist()
     assert stats["dropped"]["positive_itself"] >= 1
+
+
+def test_stage1_negatives_split_by_query_between_bm25_and_the_model(esci_shop, minilm_eval, one_thread):
+    """``stage1.bm25_negative_share``: a seeded share of the queries is mined with BM25, the rest with
+    the model; each row's negatives are exactly what its own miner gives, in the pairs' order."""
+    from shopsearch.training.config import TrainConfig
+    from shopsearch.training.dev_eval import ModelEncoder
+    from shopsearch.training.pairs import pairs_from_judgments
+    from shopsearch.training.stage_data import _stage1_negatives
+
+    shop, texts = esci_shop
+    pairs = pairs_from_judgments(shop, product_texts=texts).sample(frac=1.0, random_state=0)  # any index order
+    encoder = ModelEncoder(minilm_eval)
+
+    def mine(share: float) -> tuple[pd.DataFrame, dict]:
+        config = TrainConfig.model_validate({"stage1": {"hard_negatives": 2, "bm25_negative_share": share}})
+        return _stage1_negatives(pairs, shop, config, texts, encoder)
+
+    model, model_stats = mine(0.0)
+    lexical, lexical_stats = mine(1.0)
+    mixed, mixed_stats = mine(0.5)
+    assert "queries" in model_stats and "bm25" not in model_stats  # the default keeps its manifest shape
+    assert set(lexical_stats) == {"bm25_negative_share", "bm25"}
+    n_queries = pairs["query_id"].nunique()
+    assert mixed_stats["model"]["queries"] + mixed_stats["bm25"]["queries"] == n_queries
+    assert 0.2 * n_queries < mixed_stats["bm25"]["queries"] < 0.8 * n_queries
+    assert lexical_stats["bm25"]["mean_negative_to_positive_score"] <= 0.95  # the relative rule, on BM25 scores
+
+    for frame in (model, lexical, mixed):
+        pd.testing.assert_frame_equal(frame[pairs.columns], pairs)
+    cols = ["negative_1", "negative_2"]
+    assert not model[cols].equals(lexical[cols])  # the two miners disagree somewhere
+    only = {"model": 0, "bm25": 0}
+    for qid, rows in mixed.groupby("query_id"):
+        as_model = rows[cols].fillna("").equals(model.loc[rows.index, cols].fillna(""))
+        as_bm25 = rows[cols].fillna("").equals(lexical.loc[rows.index, cols].fillna(""))
+        assert as_model or as_bm25, qid  # never a blend within a query
+        if as_model != as_bm25:
+            only["model" if as_model else "bm25"] += 1
+    assert 0 < only["model"] <= mixed_stats["model"]["queries"]
+    assert 0 < only["bm25"] <= mixed_stats["bm25"]["queries"]

@@ -47,6 +47,11 @@ class Stage1Settings(_Strict):
         0.95, gt=0, description="drop candidates above this x positive score (None: no such rule)"
     )
     mining_exclude_top_grades: int = Field(2, ge=0, description="drop products judged in the top N grades")
+    bm25_negative_share: float = Field(
+        0.0, ge=0, le=1,
+        description="share of the queries whose hard negatives are mined with BM25 instead of the model "
+        "(seeded; BM25's near misses, which the hybrid inherits; 0 = the model only)",
+    )
     positive_min_grade: int | None = None
     substitutes_as_positives: bool = True
     max_pairs_per_query: int | None = None

@@ -88,18 +88,7 @@ def stage1_data(
         stats["merged"] = dict(pairs.attrs.get("stats", {}))
     n = s1.hard_negatives
     if n > 0:
-        pairs, mining = mine_hard_negatives(
-            pairs,
-            _catalogue_retriever(train_set, product_text, encoder),
-            train_set.judgments,
-            MiningConfig(
-                top_k=s1.mining_top_k,
-                n_negatives=n,
-                max_relative_score=s1.mining_max_relative_score,
-                exclude_top_grades=s1.mining_exclude_top_grades,
-                seed=config.seed,
-            ),
-        )
+        pairs, mining = _stage1_negatives(pairs, train_set, config, product_text, encoder)
         pairs, filled = fill_missing_negatives(
             pairs, n, train_set.catalog.ids, train_set.judgments, seed=config.seed
         )
@@ -108,6 +97,50 @@ def stage1_data(
         pairs, stats["query_typos"] = add_query_typos(pairs, QueryTypoConfig(rate=s1.query_typo_rate, seed=config.seed))
     stats["rows"] = len(pairs)
     return pairs_to_columns(pairs, product_text, n), pair_keys(pairs), stats
+
+
+def _stage1_negatives(
+    pairs: pd.DataFrame,
+    train_set: Dataset,
+    config: TrainConfig,
+    product_text: Mapping[str, str],
+    encoder: ModelEncoder,
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Mined negatives of the stage-1 pairs: a seeded ``bm25_negative_share`` of the queries mined
+    with BM25, the rest with the model as it stands (same rules for both, each on its own scores).
+
+    BM25's near misses are the lexical false positives that the hybrid inherits from its BM25 half;
+    a dense model trained to push them down complements BM25 instead of repeating it (CLEAR, Gao et
+    al. 2021, trains its residual dense model on BM25-retrieved negatives for that reason).
+    """
+    s1 = config.stage1
+    mining = MiningConfig(
+        top_k=s1.mining_top_k,
+        n_negatives=s1.hard_negatives,
+        max_relative_score=s1.mining_max_relative_score,
+        exclude_top_grades=s1.mining_exclude_top_grades,
+        seed=config.seed,
+    )
+    qids = pairs["query_id"].astype(str)
+    unique = qids.unique()
+    lexical = unique[np.random.default_rng(config.seed).random(len(unique)) < s1.bm25_negative_share]
+    on_bm25 = qids.isin(set(lexical)).to_numpy()
+    parts, stats = [], {}
+    for source, rows in (("model", ~on_bm25), ("bm25", on_bm25)):
+        if not rows.any():
+            continue
+        retriever = (
+            _catalogue_retriever(train_set, product_text, encoder)
+            if source == "model"
+            else BM25Retriever(train_set.catalog.ids, [product_text[str(p)] for p in train_set.catalog.ids])
+        )
+        mined, mined_stats = mine_hard_negatives(pairs[rows], retriever, train_set.judgments, mining)
+        parts.append(mined.set_axis(np.flatnonzero(rows)))  # positions: the pairs' order comes back below
+        stats[source] = mined_stats
+    out = pd.concat(parts).sort_index().set_axis(pairs.index)
+    if set(stats) == {"model"}:  # the default: the manifest keeps its one-miner shape
+        return out, stats["model"]
+    return out, {"bm25_negative_share": s1.bm25_negative_share, **stats}
 
 
 def _catalogue_retriever(
