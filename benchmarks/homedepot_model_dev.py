@@ -7,7 +7,8 @@ The quick check behind every recipe decision of issue 3 (tune on `dev`, never on
 Product vectors are cached beside the model (``dev_product_vectors.npy``). Prints NDCG@10 /
 Recall@100 / MAP@10 of the dense model, of RRF fusion and of min-max (with --zscore also z-score)
 weighted fusion at each dense weight of the sweep, with the paired randomisation p-value of each
-hybrid against BM25. ``--by-unseen-words`` also splits NDCG@10 by whether the query holds a word that
+hybrid against BM25. ``--coverage`` adds the per-query coverage weighting (``hybrid:coverage``).
+``--by-unseen-words`` also splits NDCG@10 by whether the query holds a word that
 no product title contains (29% of `dev`: misspellings, joined words, unknown brands).
 """
 
@@ -41,17 +42,23 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("model", help="encoder directory (RUN/model), or 'bundled' for all-MiniLM-L6-v2")
     ap.add_argument("--data", type=Path, default=DATA)
+    ap.add_argument("--split", choices=["dev", "train"], default="dev",
+                    help="queries to judge on; train only for a model that never saw them (the off-the-shelf one)")
     ap.add_argument("--weights", type=float, nargs="*", default=[0.3, 0.4, 0.5, 0.6, 0.7])
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--rescore-union", action="store_true",
                     help="also fuse over the union of both lists with exact scores (HybridRetriever's default)")
+    ap.add_argument("--coverage", action="store_true",
+                    help="also fuse over the union with BM25's weight scaled per query by the share of the query's "
+                         "words its vocabulary holds (HybridRetriever(weighting='coverage'), hybrid:coverage)")
     ap.add_argument("--zscore", action="store_true", help="also fuse z-scored instead of min-max normalised scores")
     ap.add_argument("--by-unseen-words", action="store_true",
                     help="also split NDCG@10 by whether the query holds a word no product title contains "
                          "(misspellings, joined words)")
     args = ap.parse_args()
 
-    dev = load_dataset(catalog=args.data / "products.csv", judgments=args.data / "judgments_dev.csv", format="homedepot")
+    dev = load_dataset(catalog=args.data / "products.csv", judgments=args.data / f"judgments_{args.split}.csv",
+                       format="homedepot")
     texts = ProductTextRenderer(fields=("title",)).render(dev.catalog)
     ids = dev.catalog.ids
     model = None if args.model == "bundled" else args.model
@@ -65,6 +72,9 @@ def main() -> None:
         systems[f"hybrid:w{w:.2f}"] = HybridRetriever([bm25, dense], weights=[1 - w, w], rescore_union=False)
         if args.rescore_union:
             systems[f"hybrid:w{w:.2f}:union"] = HybridRetriever([bm25, dense], weights=[1 - w, w])
+        if args.coverage:
+            systems[f"hybrid:w{w:.2f}:coverage"] = HybridRetriever(
+                [bm25, dense], weights=[1 - w, w], weighting="coverage")
         if args.zscore:
             for union in (False, True) if args.rescore_union else (False,):
                 systems[f"hybrid:w{w:.2f}:z{':union' if union else ''}"] = HybridRetriever(

@@ -7,6 +7,9 @@ benchmarks/homedepot_model_dev.py): is model B better than model A, system by sy
 For every system both files hold (dense, each hybrid), prints B − A in points with a paired bootstrap
 95% CI and the paired randomisation p-value over the queries both scored. ``--also`` adds more runs of
 recipe B: their per-query mean is tested against A, the fairer test when single runs differ by noise.
+``--systems A_SYSTEM B_SYSTEM`` compares those two systems instead (A's from the first file, B's from
+the others), e.g. two fusions of one model: ``paired_runs.py dev.json dev.json --systems
+hybrid:w0.50:union hybrid:w0.50:coverage``.
 """
 
 from __future__ import annotations
@@ -32,13 +35,19 @@ def main() -> None:
     ap.add_argument("b", type=Path, help="evaluation JSON of model B")
     ap.add_argument("--also", type=Path, nargs="*", default=[], help="more evaluation JSONs of B's recipe")
     ap.add_argument("--metrics", nargs="*", default=["ndcg@10", "recall@100"])
+    ap.add_argument("--systems", nargs=2, metavar=("A_SYSTEM", "B_SYSTEM"), default=None,
+                    help="compare A's system A_SYSTEM with B's B_SYSTEM (default: each common system with itself)")
     args = ap.parse_args()
     report_a = json.loads(args.a.read_text())
     reports_b = [json.loads(p.read_text()) for p in (args.b, *args.also)]
-    systems = set(report_a["systems"]).intersection(*(r["systems"] for r in reports_b))
-    for system in sorted(systems):
+    if args.systems:
+        pairs = [tuple(args.systems)]
+    else:
+        common = set(report_a["systems"]).intersection(*(r["systems"] for r in reports_b))
+        pairs = [(name, name) for name in sorted(common)]
+    for system_a, system in pairs:
         for metric in args.metrics:
-            a = per_query(report_a, system, metric)
+            a = per_query(report_a, system_a, metric)
             bs = [per_query(r, system, metric) for r in reports_b]
             qids = sorted(set(a).intersection(*bs))
             x = np.array([a[q] for q in qids])

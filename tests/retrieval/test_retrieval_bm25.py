@@ -75,6 +75,13 @@ def test_unknown_query_words_are_ignored_not_mismapped(bm25):
     np.testing.assert_allclose(plain.scores, noisy.scores)
 
 
+def test_query_term_coverage_is_the_share_of_analysed_terms_the_index_knows(bm25):
+    # stop words do not count; "drills" stems to a known term; two of four terms are unknown
+    cov = bm25.query_term_coverage(["the cordless drills", "circular qwertyuiop saw zzzzfoo", "xyzzy", "the of", ""])
+    np.testing.assert_allclose(cov, [1.0, 0.5, 0.0, 1.0, 1.0])
+    assert cov.dtype == np.float64 and bm25.query_term_coverage([]).shape == (0,)
+
+
 def test_batched_equals_one_by_one(bm25):
     queries = ["led light bulbs", "stainless steel", "tool chest", "white paint", "nothingmatches"]
     batch = bm25.search(queries, k=6)

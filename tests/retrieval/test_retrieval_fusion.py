@@ -230,6 +230,34 @@ def test_rescored_union_encodes_each_dense_query_once():
     assert expected[2] < expected[0]
 
 
+class CoverageStub(Stub):
+    """LEX with a fixed term coverage per query, as BM25Retriever.query_term_coverage reports it."""
+
+    def __init__(self, coverage: dict[str, float]) -> None:
+        super().__init__("bm25", LEX.table)
+        self.coverage = coverage
+
+    def query_term_coverage(self, queries: Sequence[str]) -> np.ndarray:
+        return np.array([self.coverage.get(q, 1.0) for q in queries])
+
+
+def test_coverage_weighting_moves_the_lexical_weight_the_query_lacks_to_the_others():
+    lex = CoverageStub({"q": 0.25})
+    hybrid = HybridRetriever([lex, SEM], weights=[1.0, 3.0], weighting="coverage")
+    # LEX keeps 1 x 0.25; the 0.75 it gives up goes to SEM, the only other component: 3.75
+    np.testing.assert_allclose(hybrid.query_weights(["q", "full"]), [[0.25, 3.75], [1.0, 3.0]])
+    (scores,) = hybrid.score_candidates(["q"], [["a", "b", "d"]])
+    # normalised as in test_hybrid_score_candidates_weighted: LEX [1, 7/9, 0], SEM [0, 1, 0.875]
+    np.testing.assert_allclose(scores, [0.25, 0.25 * 7 / 9 + 3.75, 3.75 * 0.875], rtol=1e-6)
+    # equal weights, half coverage: search ranks by 0.25 x LEX + 0.75 x SEM over the rescored union
+    half = HybridRetriever([CoverageStub({"q": 0.5}), SEM], depth=2, weighting="coverage").search(["q"], k=3)
+    assert half.row(0)[0] == ["b", "d", "a"]  # fixed equal weights put a (1.0) above d (0.875)
+    assert HybridRetriever([LEX, SEM], depth=2).search(["q"], k=3).row(0)[0] == ["b", "a", "d"]
+    # without a lexical component, or fully covered, coverage weighting is the fixed weighting
+    assert HybridRetriever([LEX, SEM], weighting="coverage").query_weights(["q"]).tolist() == [[1.0, 1.0]]
+    assert HybridRetriever([lex, SEM], weighting="coverage").describe()["weighting"] == "coverage"
+
+
 def test_hybrid_validates_its_options():
     with pytest.raises(ShopsearchError):
         HybridRetriever([])
@@ -239,6 +267,10 @@ def test_hybrid_validates_its_options():
         HybridRetriever([LEX, SEM], weights=[1.0, -1.0])
     with pytest.raises(ShopsearchError, match="depth"):
         HybridRetriever([LEX], depth=0)
+    with pytest.raises(ShopsearchError, match="weighting"):
+        HybridRetriever([LEX], weighting="idf")  # type: ignore[arg-type]
+    with pytest.raises(ShopsearchError, match="rescore_union"):
+        HybridRetriever([LEX, SEM], weighting="coverage", rescore_union=False)
 
 
 @pytest.mark.parametrize("method", ["minmax", "zscore"])
@@ -263,5 +295,9 @@ def test_system_specs_name_the_default_hybrid_plainly():
     )
     assert parse_system("hybrid").name == "hybrid"
     assert parse_system("hybrid:rrf").name == "hybrid:rrf" and parse_system("hybrid:rrf").fusion == "rrf"
-    with pytest.raises(ShopsearchError, match="hybrid:rrf"):
+    coverage = parse_system("hybrid:coverage+spell")
+    assert coverage.name == "hybrid:coverage+spell" and coverage.base.name == "hybrid:coverage"
+    assert coverage.hybrid_options() == {"method": "weighted", "weighting": "coverage"}
+    assert parse_system("hybrid").hybrid_options() == {"method": "weighted"}
+    with pytest.raises(ShopsearchError, match="hybrid:coverage"):
         parse_system("hybrid:borda")

@@ -65,6 +65,14 @@ def test_spelling_correction_can_be_switched_off_for_the_service(index_a):
     assert body["corrected_query"] is None and body["results"] == []
 
 
+def test_hybrid_weighting_by_term_coverage_is_a_service_setting(index_a):
+    app = create_app(make_settings(index_a, hybrid_weighting="coverage", spell_correction=False), admin_key=AdminKey(ADMIN_KEY))
+    with TestClient(app) as c:
+        assert c.app.state.shopsearch.holder.current.retrievers["hybrid"].weighting == "coverage"  # type: ignore[attr-defined]
+        body = c.get("/search", params={"q": "wireless headphones", "mode": "hybrid"}).json()
+    assert body["results"] and "headphone" in body["results"][0]["title"].lower()
+
+
 def test_repeated_query_is_served_from_the_cache(client):
     first = client.get("/search", params={"q": "gaming laptop", "mode": "hybrid"}).json()
     second = client.get("/search", params={"q": "gaming laptop", "mode": "hybrid"}).json()

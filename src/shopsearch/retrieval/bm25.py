@@ -186,6 +186,13 @@ class BM25Retriever:
             out.append(np.asarray(full[rows], dtype=np.float32))
         return out
 
+    def query_term_coverage(self, queries: Sequence[str]) -> np.ndarray:
+        """Share of each query's analysed terms (after stop words and stemming) that the index
+        vocabulary holds: BM25 scores a query on those terms only. 1.0 for a query with no terms."""
+        total = np.fromiter((len(t) for t in self._tokenize([str(q) for q in queries])), dtype=np.float64)
+        known = self._query_tokens(queries)[1].astype(np.float64)
+        return np.where(total > 0, known / np.maximum(total, 1.0), 1.0)
+
     def describe(self) -> dict[str, Any]:
         return {"n_products": len(self), "vocabulary": len(self._bm25.vocab_dict), **self.params}
 

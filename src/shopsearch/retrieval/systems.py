@@ -2,7 +2,9 @@
 
 ``bm25`` | ``dense`` | ``dense:PATH`` (another encoder) | ``hybrid`` (= ``hybrid:weighted``: equal-
 weight min-max fusion over the rescored union of both lists, :class:`HybridRetriever`'s default) |
-``hybrid:rrf`` (reciprocal rank fusion over the same union). A hybrid fuses BM25 with the first
+``hybrid:rrf`` (reciprocal rank fusion over the same union) | ``hybrid:coverage`` (the weighted
+fusion with BM25's weight scaled per query by the share of the query's words it knows,
+``HybridRetriever(weighting="coverage")``: for a model trained on the shop's queries). A hybrid fuses BM25 with the first
 dense system of the list (the default encoder when the list has none), so ``--system bm25 --system
 dense:my-model --system hybrid`` compares the fused model with its parts. Each product text is
 encoded once per encoder. Any spec followed by ``+spell`` (``bm25+spell``, ``hybrid+spell``) is the
@@ -34,8 +36,14 @@ class SystemSpec:
 
     kind: Literal["bm25", "dense", "hybrid"]
     model: str | None = None  # dense: encoder path or name
-    fusion: Literal["rrf", "weighted"] = "weighted"  # hybrid
+    fusion: Literal["rrf", "weighted", "coverage"] = "weighted"  # hybrid
     spell: bool = False  # queries spelling-corrected against the catalogue first
+
+    def hybrid_options(self) -> dict[str, str]:
+        """:class:`~shopsearch.retrieval.fusion.HybridRetriever` keyword arguments of a hybrid spec."""
+        if self.fusion == "coverage":
+            return {"method": "weighted", "weighting": "coverage"}
+        return {"method": self.fusion}
 
     @property
     def name(self) -> str:
@@ -67,10 +75,11 @@ def parse_system(spec: str) -> SystemSpec:
         return SystemSpec("bm25")
     if kind == "dense":
         return SystemSpec("dense", model=arg or None)
-    if kind == "hybrid" and arg in ("", "rrf", "weighted"):
-        return SystemSpec("hybrid", fusion="rrf" if arg == "rrf" else "weighted")
+    if kind == "hybrid" and arg in ("", "rrf", "weighted", "coverage"):
+        return SystemSpec("hybrid", fusion="weighted" if arg == "" else arg)  # type: ignore[arg-type]
     raise ShopsearchError(
-        f"unknown system {spec!r}; use bm25, dense, dense:MODEL_PATH, hybrid or hybrid:rrf, each optionally followed by +spell"
+        f"unknown system {spec!r}; use bm25, dense, dense:MODEL_PATH, hybrid, hybrid:rrf or hybrid:coverage, "
+        "each optionally followed by +spell"
     )
 
 
@@ -118,7 +127,7 @@ def build_systems(
         elif s.kind == "dense":
             base[s.name] = get_dense(s.model)
         else:
-            base[s.name] = HybridRetriever([get_bm25(), get_dense(first_dense_model)], method=s.fusion)
+            base[s.name] = HybridRetriever([get_bm25(), get_dense(first_dense_model)], **s.hybrid_options())  # type: ignore[arg-type]
     return with_spelling(parsed, base, texts)
 
 

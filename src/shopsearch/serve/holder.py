@@ -214,6 +214,7 @@ class IndexHolder:
                 method=s.hybrid_method,
                 depth=s.hybrid_depth,
                 rescore_union=s.hybrid_rescore_union,
+                weighting=s.hybrid_weighting,
             )
         # Warm every path before the swap: a broken part fails here, not on a shopper's request,
         # and the first real query does not pay for page faults and lazy initialisation.

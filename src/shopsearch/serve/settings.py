@@ -48,6 +48,11 @@ class ServeSettings(BaseModel):
     hybrid_rescore_union: bool = Field(
         True, description="score every product of the union of both lists exactly with both components before fusing"
     )
+    hybrid_weighting: Literal["fixed", "coverage"] = Field(
+        "fixed",
+        description="coverage: BM25's weight per query scaled by the share of the query's words its vocabulary "
+        "holds (for a model trained on the shop's queries; needs hybrid_rescore_union)",
+    )
     spell_correction: bool = Field(
         True,
         description="correct query words no product uses to catalogue words before searching (a request's "
