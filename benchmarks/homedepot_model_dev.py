@@ -44,6 +44,9 @@ def main() -> None:
     ap.add_argument("--data", type=Path, default=DATA)
     ap.add_argument("--split", choices=["dev", "train"], default="dev",
                     help="queries to judge on; train only for a model that never saw them (the off-the-shelf one)")
+    ap.add_argument("--judgments", type=Path, default=None,
+                    help="judge on this judgments file instead of the split's (e.g. a half of train from "
+                         "homedepot_query_halves.py)")
     ap.add_argument("--weights", type=float, nargs="*", default=[0.3, 0.4, 0.5, 0.6, 0.7])
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--rescore-union", action="store_true",
@@ -57,7 +60,7 @@ def main() -> None:
                          "(misspellings, joined words)")
     args = ap.parse_args()
 
-    dev = load_dataset(catalog=args.data / "products.csv", judgments=args.data / f"judgments_{args.split}.csv",
+    dev = load_dataset(catalog=args.data / "products.csv", judgments=args.judgments or args.data / f"judgments_{args.split}.csv",
                        format="homedepot")
     texts = ProductTextRenderer(fields=("title",)).render(dev.catalog)
     ids = dev.catalog.ids
