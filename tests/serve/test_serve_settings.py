@@ -33,6 +33,8 @@ def test_flags_override_the_config_file_section(tmp_path):
         ({"k_max": 5, "k_default": 10}, {}, "k_default"),
         ({"encoder": "gpu"}, {}, "encoder"),
         ({"encoder": "torch", "onnx": "x"}, {}, "onnx"),
+        ({"hybrid_weighting": "coverage", "hybrid_rescore_union": False}, {}, "hybrid_rescore_union"),
+        ({"hybrid_weighting": "idf"}, {}, "hybrid_weighting"),
     ],
 )
 def test_bad_settings_are_config_errors_naming_the_field(tmp_path, section, flags, mention):

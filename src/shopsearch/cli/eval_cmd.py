@@ -40,7 +40,8 @@ def evaluate(
         list[str] | None,
         typer.Option(
             "--system", "-s",
-            help="bm25 | dense | dense:MODEL_PATH | hybrid | hybrid:rrf, each optionally with +spell (queries "
+            help="bm25 | dense | dense:MODEL_PATH | hybrid | hybrid:rrf | hybrid:coverage (BM25's weight scaled "
+            "per query by the share of its words BM25 knows; for a trained model), each optionally with +spell (queries "
             "spelling-corrected against the catalogue first, e.g. hybrid+spell), repeatable; the first is the "
             "baseline (default: bm25, dense, hybrid).",
         ),

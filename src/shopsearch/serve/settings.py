@@ -98,6 +98,9 @@ class ServeSettings(BaseModel):
             # torch queries (and auto's fallback to them) would run an unchecked model: vectors
             # from changed model files would not match the index's, and nothing would say so
             raise ValueError("check_model: false needs encoder: onnx (torch would query with an unchecked model)")
+        if self.hybrid_weighting == "coverage" and not self.hybrid_rescore_union:
+            raise ValueError("hybrid_weighting: coverage weights each query over the rescored union; it needs "
+                             "hybrid_rescore_union: true")
         return self
 
     def resolved_encoder_threads(self) -> int:
