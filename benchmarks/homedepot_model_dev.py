@@ -92,6 +92,10 @@ def main() -> None:
                   if c["system"] == name and c["metric"] == "ndcg@10"), None)
         print(f"{name:20s} ndcg@10 {m['ndcg@10']:.4f}  R@100 {m['recall@100']:.4f}  map@10 {m['map@10']:.4f}"
               + (f"  p(ndcg vs bm25) {p:.2g}" if p is not None else ""))
+    if args.coverage:
+        covered = bm25.query_term_coverage(dev.queries.df["text"].fillna("").astype(str).tolist())
+        print(f"queries with a term (stop words removed, stemmed) BM25's vocabulary lacks: "
+              f"{int((covered < 1).sum())} of {len(covered)}")
     if args.by_unseen_words:
         unseen = queries_with_unseen_words(dev.queries, texts)
         print(f"queries with a word no title contains: {int(unseen.sum())} of {len(unseen)}")

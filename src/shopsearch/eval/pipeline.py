@@ -58,7 +58,7 @@ def systems_from_index(specs: Sequence[str], index_dir: str | Path, texts_fallba
         if spec.kind == "hybrid":
             dense = systems[first_dense] if first_dense else bundle.retriever("dense")
             bm25 = systems.get("bm25") or bundle.retriever("bm25")
-            systems[spec.name] = HybridRetriever([bm25, dense], **spec.hybrid_options())  # type: ignore[arg-type]
+            systems[spec.name] = HybridRetriever([bm25, dense], **spec.hybrid_options())
     if any(s.spell for s in parsed) and texts_fallback is None:
         raise ValueError("+spell systems need the product texts to build the spelling corrector")
     return with_spelling(parsed, systems, texts_fallback or [])

@@ -189,8 +189,10 @@ class BM25Retriever:
     def query_term_coverage(self, queries: Sequence[str]) -> np.ndarray:
         """Share of each query's analysed terms (after stop words and stemming) that the index
         vocabulary holds: BM25 scores a query on those terms only. 1.0 for a query with no terms."""
-        total = np.fromiter((len(t) for t in self._tokenize([str(q) for q in queries])), dtype=np.float64)
-        known = self._query_tokens(queries)[1].astype(np.float64)
+        vocab = self._bm25.vocab_dict
+        terms = [[t for t in q if t != ""] for q in self._tokenize([str(q) for q in queries])]
+        total = np.fromiter((len(t) for t in terms), dtype=np.float64, count=len(terms))
+        known = np.fromiter((sum(t in vocab for t in q) for q in terms), dtype=np.float64, count=len(terms))
         return np.where(total > 0, known / np.maximum(total, 1.0), 1.0)
 
     def describe(self) -> dict[str, Any]:

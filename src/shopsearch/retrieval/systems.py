@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
@@ -39,7 +39,7 @@ class SystemSpec:
     fusion: Literal["rrf", "weighted", "coverage"] = "weighted"  # hybrid
     spell: bool = False  # queries spelling-corrected against the catalogue first
 
-    def hybrid_options(self) -> dict[str, str]:
+    def hybrid_options(self) -> dict[str, Any]:
         """:class:`~shopsearch.retrieval.fusion.HybridRetriever` keyword arguments of a hybrid spec."""
         if self.fusion == "coverage":
             return {"method": "weighted", "weighting": "coverage"}
@@ -127,7 +127,7 @@ def build_systems(
         elif s.kind == "dense":
             base[s.name] = get_dense(s.model)
         else:
-            base[s.name] = HybridRetriever([get_bm25(), get_dense(first_dense_model)], **s.hybrid_options())  # type: ignore[arg-type]
+            base[s.name] = HybridRetriever([get_bm25(), get_dense(first_dense_model)], **s.hybrid_options())
     return with_spelling(parsed, base, texts)
 
 

@@ -132,7 +132,7 @@ def _stage1_negatives(
         retriever = (
             _catalogue_retriever(train_set, product_text, encoder)
             if source == "model"
-            else BM25Retriever(train_set.catalog.ids, [product_text[str(p)] for p in train_set.catalog.ids])
+            else _catalogue_bm25(train_set, product_text)
         )
         mined, mined_stats = mine_hard_negatives(pairs[rows], retriever, train_set.judgments, mining)
         parts.append(mined.set_axis(np.flatnonzero(rows)))  # positions: the pairs' order comes back below
@@ -149,6 +149,12 @@ def _catalogue_retriever(
     """The whole catalogue encoded by the model as it stands, searchable for mining."""
     vectors = encoder.encode([product_text[p] for p in train_set.catalog.ids], show_progress=True)
     return DenseRetriever(encoder, train_set.catalog.ids, vectors, query_cache_size=0)  # type: ignore[arg-type]
+
+
+def _catalogue_bm25(train_set: Dataset, product_text: Mapping[str, str]) -> BM25Retriever:
+    """The whole catalogue in a BM25 index over the texts the encoder sees."""
+    ids = train_set.catalog.ids
+    return BM25Retriever(ids, [product_text[str(p)] for p in ids])
 
 
 def _group_hard_negatives(
@@ -220,8 +226,7 @@ def stage2_data(
     teacher = None
     if s2.distill_weight > 0:
         assert retriever is not None
-        ids = train_set.catalog.ids
-        bm25 = BM25Retriever(ids, [product_text[str(p)] for p in ids])
+        bm25 = _catalogue_bm25(train_set, product_text)
         teacher = hybrid_teacher_scores(
             groups["query"].astype(str).tolist(), groups["product_ids"].tolist(), [bm25, retriever]
         )
