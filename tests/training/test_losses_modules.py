@@ -82,6 +82,30 @@ def test_infonce_equals_multiple_negatives_ranking_loss(model, tau):
     torch.testing.assert_close(ours_grad, theirs_grad, rtol=1e-4, atol=1e-7)
 
 
+def test_symmetric_infonce_matches_a_float64_reference(model):
+    """doc_to_query (per direction): the mean of the query->products and positive->queries
+    cross-entropies, computed here directly in float64 from the same embeddings."""
+    tau = 0.05
+    features = _features(model, ANCHORS, POSITIVES, NEGATIVES)
+    loss = InfoNCELoss(model, tau=tau, directions=("query_to_doc", "doc_to_query"), partition_mode="per_direction")
+    value, grad = _loss_and_grad(model, loss, features)
+    q = _encode(model, ANCHORS).double()
+    p, n = _encode(model, POSITIVES).double(), _encode(model, NEGATIVES).double()
+    target = torch.arange(len(ANCHORS))
+    forward = F.cross_entropy(q @ torch.cat([p, n]).T / tau, target)
+    backward = F.cross_entropy(p @ q.T / tau, target)
+    torch.testing.assert_close(value.double(), (forward + backward) / 2, rtol=1e-4, atol=1e-5)
+    assert torch.isfinite(grad).all() and grad.abs().sum() > 0
+    plain = InfoNCELoss(model, tau=tau)(features, None)
+    assert not torch.isclose(value, plain)  # the backward term changes the loss
+    assert loss.get_config_dict()["directions"] == ["query_to_doc", "doc_to_query"]
+
+
+def test_infonce_directions_are_validated_by_the_library(model):
+    with pytest.raises(ValueError, match="per_direction"):
+        InfoNCELoss(model, directions=("query_to_doc", "query_to_query"), partition_mode="per_direction")
+
+
 def test_masked_infonce_module_matches_functional(model):
     features = _features(model, ANCHORS, POSITIVES, NEGATIVES)
     loss, grad = _loss_and_grad(model, MaskedInfoNCELoss(model), features)

@@ -207,6 +207,21 @@ def test_stage1_loss_follows_the_config(stage1, expected):
         assert loss.delta == 0.1
 
 
+def test_stage1_directions_reach_the_loss_and_need_plain_infonce():
+    from pydantic import ValidationError
+
+    from shopsearch.training.config import TrainConfig
+    from shopsearch.training.trainer import _loss
+
+    stage1 = {"directions": ["query_to_doc", "doc_to_query"], "partition_mode": "per_direction"}
+    loss = _loss(TrainConfig.model_validate({"stage1": stage1}), "1", None)
+    assert (loss.directions, loss.partition_mode) == (("query_to_doc", "doc_to_query"), "per_direction")
+    with pytest.raises(ValidationError, match="need loss: infonce"):
+        TrainConfig.model_validate({"stage1": {**stage1, "loss": "masked_infonce"}})
+    with pytest.raises(ValidationError, match="must include query_to_doc"):
+        TrainConfig.model_validate({"stage1": {"directions": ["doc_to_query"]}})
+
+
 def test_topic_batches_are_what_the_trainer_samples(shop, tmp_path):
     """``batch_sampling: topic`` clusters each stage's queries with the model as it stands and hands
     the clusters to the sampler the trainer iterates; the manifest records the clusters."""

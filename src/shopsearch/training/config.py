@@ -10,9 +10,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from shopsearch.models.encoder_config import EncoderConfig
+
+Direction = Literal["query_to_doc", "doc_to_query", "query_to_query", "doc_to_doc"]
 
 
 class _Strict(BaseModel):
@@ -72,11 +74,28 @@ class Stage1Settings(_Strict):
         "by those products; 0 = off). On Home Depot 0.72 covers all 25,065 such products: dense NDCG@10 +0.7 "
         "on dev (0.34, about half of them: +0.4), README training section",
     )
+    directions: list[Direction] = Field(
+        default_factory=lambda: list[Direction](["query_to_doc"]),
+        description="InfoNCE interaction terms (loss infonce; sentence-transformers' MultipleNegativesRankingLoss "
+        "directions): add doc_to_query for the symmetric loss (on held-out Home Depot queries: dense -0.2, "
+        "hybrid -0.1..-0.2 NDCG@10, README training section), query_to_query and doc_to_doc for GTE's",
+    )
+    partition_mode: Literal["joint", "per_direction"] = Field(
+        "joint", description="one softmax over all directions, or one per direction averaged"
+    )
     query_typo_rate: float = Field(
         0.0, ge=0, le=1,
         description="share of pairs whose query is replaced by a misspelt copy (typo-aware training; 0 = off; "
         "0.3 gave no gain on Home Depot dev, README training section)",
     )
+
+    @model_validator(mode="after")
+    def _directions_need_plain_infonce(self) -> Stage1Settings:
+        if "query_to_doc" not in self.directions:
+            raise ValueError(f"stage1.directions must include query_to_doc (the query's positive), got {self.directions}")
+        if self.directions != ["query_to_doc"] and self.loss == "masked_infonce" and self.delta is not None:
+            raise ValueError("stage1.directions beyond query_to_doc need loss: infonce (the margin mask is query-to-product only)")
+        return self
 
 
 class Stage2Settings(_Strict):

@@ -56,7 +56,10 @@ def _loss(config: TrainConfig, stage: str, model: Any) -> Any:
         loss = (
             MaskedInfoNCELoss(model, tau=s1.tau, delta=s1.delta, bucket_rows=rows)
             if s1.loss == "masked_infonce" and s1.delta is not None
-            else InfoNCELoss(model, tau=s1.tau, bucket_rows=rows)
+            else InfoNCELoss(
+                model, tau=s1.tau, bucket_rows=rows, directions=tuple(s1.directions),
+                partition_mode=s1.partition_mode,
+            )
         )
     else:
         s2 = config.stage2

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Literal
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from shopsearch.training.config import Direction
 from shopsearch.training.losses import functional as LF
 from shopsearch.training.losses.base import DEFAULT_BUCKET_ROWS, embed, pair_batch
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
+
+PartitionMode = Literal["joint", "per_direction"]
 
 OORD_CITATION = """
 @misc{oord2019representationlearningcontrastivepredictive,
@@ -37,6 +41,15 @@ class InfoNCELoss(nn.Module):
     with ``scale = 1/tau`` (default directions), kept here so ablations share one input contract
     and one gathering code path with :class:`MaskedInfoNCELoss`.
 
+    ``directions`` other than the default add sentence-transformers' other interaction terms:
+    ``doc_to_query`` is the symmetric (CLIP-style) term, each positive product against every query
+    of the batch, ``-1/B sum_i log( exp(s_ii/tau) / sum_j exp(s_ji/tau) )``; ``query_to_query`` and
+    ``doc_to_doc`` add the other queries / products as negatives (GTE's "improved contrastive loss",
+    Li et al. 2023, arXiv 2308.03281). ``partition_mode`` "per_direction" averages one softmax per
+    direction, "joint" takes one softmax over them all. Those cases are computed by
+    ``MultipleNegativesRankingLoss.compute_loss_from_embeddings`` on this module's (length-bucketed,
+    float32) embeddings, so the library's definition is the one trained.
+
     Inputs: columns (anchor, positive[, negative_1, ..., negative_n]); no labels. ``bucket_rows``:
     rows per length-sorted forward chunk (``length_buckets``; None: one padded forward per column).
     """
@@ -47,6 +60,8 @@ class InfoNCELoss(nn.Module):
         tau: float = 0.05,
         gather_across_devices: bool = False,
         bucket_rows: int | None = DEFAULT_BUCKET_ROWS,
+        directions: Sequence[Direction] = ("query_to_doc",),
+        partition_mode: PartitionMode = "joint",
     ) -> None:
         super().__init__()
         if tau <= 0:
@@ -55,11 +70,32 @@ class InfoNCELoss(nn.Module):
         self.tau = tau
         self.gather_across_devices = gather_across_devices
         self.bucket_rows = bucket_rows
+        self.directions = tuple(directions)
+        self.partition_mode = partition_mode
+        self._library_loss: nn.Module | None = None
+        if self.directions != ("query_to_doc",):
+            from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
+
+            # The library validates directions and partition mode (e.g. per_direction with query_to_query).
+            self._library_loss = MultipleNegativesRankingLoss(
+                model,  # type: ignore[arg-type]
+                scale=1.0 / tau,
+                gather_across_devices=gather_across_devices,
+                directions=self.directions,
+                partition_mode=partition_mode,
+            )
 
     def forward(self, sentence_features: Iterable[dict[str, Tensor]], labels: Tensor | None = None) -> Tensor:
         return self.compute_loss_from_embeddings(embed(self.model, sentence_features, self.bucket_rows), labels)
 
     def compute_loss_from_embeddings(self, embeddings: list[Tensor], labels: Tensor | None = None) -> Tensor:
+        if self._library_loss is not None:
+            # The score matrices in float32, outside autocast: at tau 0.05 a bf16 logit near 16 is only
+            # resolved to 0.06, and the (B, M) matmuls cost nothing next to the encoder.
+            with torch.autocast(device_type=embeddings[0].device.type, enabled=False):
+                return self._library_loss.compute_loss_from_embeddings(  # type: ignore[operator]
+                    [e.float() for e in embeddings], labels
+                )
         embeddings = [F.normalize(e, p=2, dim=-1) for e in embeddings]
         q, candidates, positive_index = pair_batch(embeddings, self.gather_across_devices)
         return LF.infonce(q, candidates, positive_index, self.tau)
@@ -69,6 +105,8 @@ class InfoNCELoss(nn.Module):
             "tau": self.tau,
             "gather_across_devices": self.gather_across_devices,
             "bucket_rows": self.bucket_rows,
+            "directions": list(self.directions),
+            "partition_mode": self.partition_mode,
         }
 
     @property
