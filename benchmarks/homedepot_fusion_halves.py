@@ -42,6 +42,7 @@ from shopsearch.retrieval.base import NO_ID
 from shopsearch.retrieval.bm25 import BM25Retriever
 from shopsearch.retrieval.dense import DenseRetriever
 from shopsearch.retrieval.encoder import SentenceEncoder
+from shopsearch.retrieval.fusion import normalize_scores
 
 WEIGHTS = np.round(np.arange(0.1, 0.901, 0.05), 2)
 FEATURES = ("bm25_top", "dense_top", "bm25_gap", "dense_gap", "overlap10", "coverage", "words")
@@ -49,8 +50,8 @@ DEPTH = 100
 
 
 def minmax(x: np.ndarray) -> np.ndarray:
-    span = x.max() - x.min() if len(x) else 0.0
-    return (x - x.min()) / span if span > 0 else np.ones_like(x)
+    """One candidate list min-max normalised as ``HybridRetriever`` does (``normalize_scores``)."""
+    return normalize_scores(x[None, :], np.ones((1, len(x)), bool), "minmax")[0][0] if len(x) else x
 
 
 def weight_grid(model: str, judgments: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -80,10 +81,7 @@ def weight_grid(model: str, judgments: Path) -> tuple[np.ndarray, np.ndarray]:
                        (b[0] - b[min(9, len(b) - 1)]) / b[0] if len(b) and b[0] > 0 else 0.0,
                        d[0] - d[min(9, len(d) - 1)] if len(d) else 0.0,
                        len(top_b & top_d) / 10, coverage[i], len(q.split())]
-    j = data.judgments.df
-    qrels: dict[str, dict[str, int]] = {}
-    for q, p, g in zip(j["query_id"].astype(str), j["product_id"].astype(str), j["grade"], strict=True):
-        qrels.setdefault(q, {})[p] = int(g)
+    qrels = data.judgments.qrels()
     grid = np.zeros((len(queries), len(WEIGHTS)))
     for k, w in enumerate(WEIGHTS):
         run = {}
