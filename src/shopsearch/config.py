@@ -63,10 +63,13 @@ class DataSettings(_Settings):
         return scheme
 
 
+IndexSystem = Literal["bm25", "dense"]
+
+
 class IndexSettings(_Settings):
     """How the index is built: which systems, which encoder, which FAISS structure."""
 
-    systems: list[Literal["bm25", "dense"]] = Field(default_factory=lambda: ["bm25", "dense"])
+    systems: list[IndexSystem] = Field(default_factory=lambda: list[IndexSystem](["bm25", "dense"]))
     model: str | None = Field(None, description="encoder path; default: bundled all-MiniLM-L6-v2")
     kind: Literal["flat", "hnsw", "ivfpq"] = "flat"
     hnsw_m: int = 32

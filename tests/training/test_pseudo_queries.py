@@ -120,10 +120,10 @@ def test_stage1_rows_gain_pseudo_query_pairs_by_the_ratio(esci_shop):
     from shopsearch.training.stage_data import stage1_data
 
     shop, texts = esci_shop
-    plain, _, plain_stats = stage1_data(
+    plain, _, plain_stats, _ = stage1_data(
         shop, TrainConfig.model_validate({"stage1": {"hard_negatives": 0, "pseudo_query_ratio": 0}}), texts, None  # type: ignore[arg-type]
     )
-    rows, keys, stats = stage1_data(
+    rows, keys, stats, _ = stage1_data(
         shop, TrainConfig.model_validate({"stage1": {"hard_negatives": 0, "pseudo_query_ratio": 0.5}}), texts, None  # type: ignore[arg-type]
     )
     assert "pseudo_queries" not in plain_stats

@@ -102,8 +102,8 @@ def test_stage1_rows_carry_the_misspelt_queries_under_their_original_keys(esci_s
     shop, texts = esci_shop
     clean_cfg = TrainConfig.model_validate({"stage1": {"hard_negatives": 0}})
     typo_cfg = TrainConfig.model_validate({"stage1": {"hard_negatives": 0, "query_typo_rate": 1.0}})
-    clean, clean_keys, clean_stats = stage1_data(shop, clean_cfg, texts, None)  # type: ignore[arg-type]
-    typo, typo_keys, stats = stage1_data(shop, typo_cfg, texts, None)  # type: ignore[arg-type]
+    clean, clean_keys, clean_stats, _ = stage1_data(shop, clean_cfg, texts, None)  # type: ignore[arg-type]
+    typo, typo_keys, stats, _ = stage1_data(shop, typo_cfg, texts, None)  # type: ignore[arg-type]
     assert "query_typos" not in clean_stats
     assert stats["query_typos"]["changed"] > 0
 

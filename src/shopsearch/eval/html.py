@@ -154,7 +154,8 @@ def _bar_plot(r: EvalReport, dim: str | None) -> str | None:
     for i, key in enumerate(keys):
         ax = fig.add_subplot(rows, cols, i + 1)
         for j, name in enumerate(names):
-            vals, err = [], [[], []]
+            vals: list[float] = []
+            err: list[list[float]] = [[], []]
             for g in groups:
                 e = entry.get((g, name), {})
                 v = e.get(key)

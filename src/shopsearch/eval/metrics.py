@@ -74,7 +74,8 @@ def parse_metric(name: str) -> MetricSpec:
 def split_metrics(metrics: Sequence[str]) -> tuple[list[MetricSpec], list[MetricSpec]]:
     """(per-query metric specs, pooled metric specs), in the order given, duplicates dropped."""
     seen: set[str] = set()
-    per_query, pooled = [], []
+    per_query: list[MetricSpec] = []
+    pooled: list[MetricSpec] = []
     for name in metrics:
         spec = parse_metric(name)
         if spec.key in seen:
@@ -98,7 +99,7 @@ def _ranked_ids(items: Sequence) -> list[str]:
 
 
 def per_query_metrics(
-    run: Mapping[str, Sequence[str]],
+    run: Mapping[str, Sequence[str]] | Mapping[str, Sequence[tuple[str, float]]],
     qrels: Mapping[str, Mapping[str, int]],
     scheme: GradeScheme,
     metrics: Sequence[str] = METRIC_KEYS_PER_QUERY,

@@ -8,6 +8,7 @@ import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -135,6 +136,11 @@ def _clean(x: Any) -> Any:
     return x
 
 
+def _auc_gap(a: AucPool, b: AucPool, weights: np.ndarray) -> np.ndarray:
+    """Pooled-AUC difference of two systems under the same bootstrap query weights."""
+    return a.auc(weights) - b.auc(weights)
+
+
 def _scopes(frame: pd.DataFrame) -> list[tuple[str, str, np.ndarray]]:
     scopes = [(*OVERALL, np.ones(len(frame), dtype=bool))]
     for dim in frame.columns:
@@ -190,7 +196,7 @@ def build_report(
         frame = pd.DataFrame(index=pd.Index(qids, name="query_id"))
         methods = {"frequency": {"method": "none", "description": "no query table given: no strata"}}
     scopes = _scopes(frame)
-    ci_args = {"n_resamples": n_resamples, "confidence": confidence, "seed": seed}
+    ci_args: dict[str, Any] = {"n_resamples": n_resamples, "confidence": confidence, "seed": seed}
 
     def pool(sd: SystemData, mask: np.ndarray) -> AucPool | None:
         if sd.auc_scores is None or sd.auc_grades is None:
@@ -242,10 +248,9 @@ def build_report(
                     if pa is None or pb is None:
                         continue
                     obs = float(pa.auc(np.ones((1, pa.n_queries)))[0] - pb.auc(np.ones((1, pb.n_queries)))[0])
-                    reps = bootstrap_statistic(lambda w, pa=pa, pb=pb: pa.auc(w) - pb.auc(w),
-                                               pa.n_queries, auc_resamples, seed)
+                    reps = bootstrap_statistic(partial(_auc_gap, pa, pb), pa.n_queries, auc_resamples, seed)
                     lo, hi = percentile_ci(reps, confidence)
-                    p, test, n = bootstrap_normal_p_value(obs, reps), "paired bootstrap (pooled AUC)", pa.n_queries
+                    p_value, test, n = bootstrap_normal_p_value(obs, reps), "paired bootstrap (pooled AUC)", pa.n_queries
                 else:
                     va = a.per_query[spec.key].to_numpy(dtype=np.float64)[mask]
                     vb = b.per_query[spec.key].to_numpy(dtype=np.float64)[mask]
@@ -253,10 +258,10 @@ def build_report(
                     if n == 0:
                         continue
                     obs, lo, hi = paired_bootstrap_ci(va, vb, **ci_args)
-                    p = paired_randomization_test(va, vb, n_resamples=n_resamples, seed=seed)
+                    p_value = paired_randomization_test(va, vb, n_resamples=n_resamples, seed=seed)
                     test = "paired randomisation (sign flip)"
                 row.update({"n": n, "diff_points": 100 * obs, "ci_low_points": 100 * lo,
-                            "ci_high_points": 100 * hi, "p_value": p, "test": test})
+                            "ci_high_points": 100 * hi, "p_value": p_value, "test": test})
                 comparisons.append(row)
     adjusted = holm([c["p_value"] for c in comparisons])
     for c, p in zip(comparisons, adjusted, strict=True):

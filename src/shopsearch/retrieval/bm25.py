@@ -186,6 +186,21 @@ class BM25Retriever:
             out.append(np.asarray(full[rows], dtype=np.float32))
         return out
 
+    def score_matrix(self, queries: Sequence[str], rows: np.ndarray) -> np.ndarray:
+        """(Q, R) float32 BM25 scores (0 where no term matches) of every query for every catalogue
+        row in ``rows`` (positions in ``product_ids``): one pass over the index per distinct query."""
+        rows = np.asarray(rows, dtype=np.int64)
+        if rows.size and (rows.min() < 0 or rows.max() >= len(self.product_ids)):
+            raise ShopsearchError(f"catalogue rows must lie in 0..{len(self.product_ids) - 1}")
+        distinct, inverse = np.unique(np.asarray([str(q) for q in queries], dtype=object), return_inverse=True)
+        tokens, n_known = self._query_tokens(distinct.tolist())
+        vocab = self._bm25.vocab_dict
+        out = np.zeros((len(distinct), len(rows)), dtype=np.float32)
+        for i, (toks, known) in enumerate(zip(tokens, n_known, strict=True)):
+            if known:
+                out[i] = self._bm25.get_scores_from_ids([vocab[t] for t in toks])[rows]
+        return out[inverse.reshape(-1)]
+
     def query_term_coverage(self, queries: Sequence[str]) -> np.ndarray:
         """Share of each query's analysed terms (after stop words and stemming) that the index
         vocabulary holds: BM25 scores a query on those terms only. 1.0 for a query with no terms."""

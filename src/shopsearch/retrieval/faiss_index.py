@@ -100,12 +100,14 @@ def build_faiss_index(vectors: np.ndarray, spec: IndexSpec = IndexSpec()) -> fai
     d = x.shape[1]
     configure_threads()
     metric = faiss.METRIC_INNER_PRODUCT
+    index: faiss.Index
     if spec.kind == "flat":
         index = faiss.IndexFlatIP(d)
     elif spec.kind == "hnsw":
-        index = faiss.IndexHNSWFlat(d, spec.hnsw_m, metric)
-        index.hnsw.efConstruction = spec.ef_construction
-        index.hnsw.efSearch = spec.ef_search
+        hnsw = faiss.IndexHNSWFlat(d, spec.hnsw_m, metric)
+        hnsw.hnsw.efConstruction = spec.ef_construction
+        hnsw.hnsw.efSearch = spec.ef_search
+        index = hnsw
     else:
         index = _train_ivfpq(x, spec)
     index.add(x)
@@ -139,9 +141,10 @@ def _train_ivfpq(x: np.ndarray, spec: IndexSpec) -> faiss.Index:
 def search_params(index: faiss.Index, spec: IndexSpec, k: int) -> Any:
     """Per-call search parameters: efSearch for HNSW (at least k), nprobe for IVF, else None."""
     if isinstance(index, faiss.IndexHNSW):
-        return faiss.SearchParametersHNSW(efSearch=max(spec.ef_search, k))
+        # faiss's type stubs lack the SWIG-generated parameter classes and their keywords
+        return faiss.SearchParametersHNSW(efSearch=max(spec.ef_search, k))  # type: ignore[attr-defined]
     if isinstance(index, faiss.IndexIVF):
-        return faiss.SearchParametersIVF(nprobe=min(spec.nprobe, index.nlist))
+        return faiss.SearchParametersIVF(nprobe=min(spec.nprobe, index.nlist))  # type: ignore[call-arg]
     return None
 
 

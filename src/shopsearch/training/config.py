@@ -83,6 +83,12 @@ class Stage1Settings(_Strict):
     partition_mode: Literal["joint", "per_direction"] = Field(
         "joint", description="one softmax over all directions, or one per direction averaged"
     )
+    bm25_prior: float = Field(
+        0.0, ge=0,
+        description="weight (cosine units) of BM25's max-normalised score added to every stage-1 logit, so the "
+        "encoder learns the residual of BM25 for the hybrid (CLEAR-style; training.lexical_prior; loss infonce, "
+        "directions query_to_doc; 0 = off)",
+    )
     query_typo_rate: float = Field(
         0.0, ge=0, le=1,
         description="share of pairs whose query is replaced by a misspelt copy (typo-aware training; 0 = off; "
@@ -95,6 +101,8 @@ class Stage1Settings(_Strict):
             raise ValueError(f"stage1.directions must include query_to_doc (the query's positive), got {self.directions}")
         if self.directions != ["query_to_doc"] and self.loss == "masked_infonce" and self.delta is not None:
             raise ValueError("stage1.directions beyond query_to_doc need loss: infonce (the margin mask is query-to-product only)")
+        if self.bm25_prior > 0 and (self.loss != "infonce" or self.directions != ["query_to_doc"]):
+            raise ValueError("stage1.bm25_prior needs loss: infonce with directions [query_to_doc]")
         return self
 
 

@@ -62,7 +62,7 @@ class GroupConfig:
 
     def cap(self, grades: pd.Series) -> pd.Series:
         if isinstance(self.max_per_grade, Mapping):
-            return grades.map(lambda g: self.max_per_grade.get(int(g), self.max_group_size))  # type: ignore[union-attr]
+            return grades.map(lambda g: self.max_per_grade.get(int(g), self.max_group_size))
         return pd.Series(int(self.max_per_grade), index=grades.index)
 
 
@@ -84,7 +84,7 @@ def build_groups(
         unmapped = sorted(set(j["grade"]) - set(config.collapse))
         if unmapped:
             raise ValueError(f"collapse map has no level for grade(s) {unmapped}")
-        j["grade"] = j["grade"].map(lambda g: int(config.collapse[g]))  # type: ignore[index]
+        j["grade"] = j["grade"].map(lambda g: int(config.collapse[g]))
     j["_mined"] = False
     j = pd.concat([j, _mined_rows(hard_negatives, j, dataset, config, stats)], ignore_index=True)
 

@@ -318,8 +318,10 @@ def _read_ubi(path: Path, report: BadRowReport, *, all_actions: bool) -> pd.Data
             repeats += qid in queries and normalize_query(queries[qid]) == normalize_query(text)
             queries[qid] = text
         else:
-            attrs = rec.get("event_attributes") if isinstance(rec.get("event_attributes"), dict) else {}
-            obj = attrs.get("object") if isinstance(attrs.get("object"), dict) else {}
+            raw_attrs = rec.get("event_attributes")
+            attrs: dict[str, Any] = raw_attrs if isinstance(raw_attrs, dict) else {}
+            raw_obj = attrs.get("object")
+            obj: dict[str, Any] = raw_obj if isinstance(raw_obj, dict) else {}
             qid = str(rec.get("query_id") or "")
             if rec.get("message_type") == "QUERY" and rec.get("message") and qid:
                 typed[qid] = str(rec["message"])
@@ -328,7 +330,9 @@ def _read_ubi(path: Path, report: BadRowReport, *, all_actions: bool) -> pd.Data
             events.append((line_no, action, qid, rec.get("user_query"), obj.get("object_id"), session, ts))
     if repeats:
         add(file, None, "query_id", f"{repeats} repeated ubi_queries records, same text", action="merged")
-    out, ignored, text_from = [], Counter(), Counter()
+    out: list[Any] = []
+    ignored: Counter[str] = Counter()
+    text_from: Counter[str] = Counter()
     for line_no, action, qid, user_query, object_id, session, ts in events:
         event = UBI_ACTIONS.get(action)
         found = [(t, w) for t, w in ((queries.get(qid), "ubi_queries"), (user_query, "event_user_query"),

@@ -39,8 +39,8 @@ try:  # sentence-transformers >= 5.x moved the samplers
     from sentence_transformers.base.sampler import DefaultBatchSampler
     from sentence_transformers.base.sampler import NoDuplicatesBatchSampler as _STNoDuplicates
 except ImportError:  # pragma: no cover - older sentence-transformers
-    from sentence_transformers.sampler import DefaultBatchSampler
-    from sentence_transformers.sampler import NoDuplicatesBatchSampler as _STNoDuplicates
+    from sentence_transformers.sampler import DefaultBatchSampler  # type: ignore[no-redef]
+    from sentence_transformers.sampler import NoDuplicatesBatchSampler as _STNoDuplicates  # type: ignore[no-redef]
 
 from shopsearch.training.pairs import normalize_query
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import torch
 
 from shopsearch.data.schema import Dataset
 from shopsearch.retrieval.bm25 import BM25Retriever
@@ -28,6 +29,7 @@ from shopsearch.training.groups import (
     groups_to_columns,
     pairs_to_columns,
 )
+from shopsearch.training.lexical_prior import LexicalPrior, prior_labels
 from shopsearch.training.mining import MiningConfig, fill_missing_negatives, mine_hard_negatives
 from shopsearch.training.pairs import (
     PairConfig,
@@ -44,7 +46,9 @@ from shopsearch.training.typos import QueryTypoConfig, add_query_typos
 
 def stage1_data(
     train_set: Dataset, config: TrainConfig, product_text: Mapping[str, str], encoder: ModelEncoder
-) -> tuple[Any, list[RowKeys], dict[str, Any]]:
+) -> tuple[Any, list[RowKeys], dict[str, Any], LexicalPrior | None]:
+    """Stage-1 rows, sampler keys, statistics, and the logit prior the loss needs (``stage1.bm25_prior``;
+    None when off): with a prior the rows carry a ``label`` column of indices into it."""
     s1 = config.stage1
     pairs = pairs_from_judgments(
         train_set,
@@ -96,7 +100,33 @@ def stage1_data(
     if s1.query_typo_rate > 0:  # after mining, so negatives are mined for the query as typed
         pairs, stats["query_typos"] = add_query_typos(pairs, QueryTypoConfig(rate=s1.query_typo_rate, seed=config.seed))
     stats["rows"] = len(pairs)
-    return pairs_to_columns(pairs, product_text, n), pair_keys(pairs), stats
+    columns = pairs_to_columns(pairs, product_text, n)
+    prior = None
+    if s1.bm25_prior > 0:
+        columns, prior, stats["lexical_prior"] = _with_lexical_prior(columns, pairs, n, train_set, product_text, s1.bm25_prior)
+    return columns, pair_keys(pairs), stats, prior
+
+
+def _with_lexical_prior(
+    columns: Any, pairs: pd.DataFrame, n: int, train_set: Dataset, product_text: Mapping[str, str], weight: float
+) -> tuple[Any, LexicalPrior, dict[str, Any]]:
+    """The rows' ``label`` column of indices (query, then each product column's catalogue row) and
+    the prior they index."""
+    ids = train_set.catalog.ids
+    row_of = {str(p): i for i, p in enumerate(ids)}
+    queries = pd.Index(pairs["query"].astype(str).unique())
+    products = ["product_id", *(f"negative_{i}" for i in range(1, n + 1))]
+    rows = np.stack([pairs[c].astype(str).map(row_of).to_numpy(dtype=np.int64) for c in products], axis=1)
+    prior = LexicalPrior(_catalogue_bm25(train_set, product_text), queries.tolist(), weight)
+    query_index = queries.get_indexer(pairs["query"].astype(str))
+    positive = prior(torch.as_tensor(query_index[:2000]), torch.as_tensor(rows[:2000, 0])).diagonal()
+    stats = {
+        "weight": weight,
+        "queries": len(queries),
+        "queries_without_bm25_match": int((prior.query_max == 0).sum()),
+        "mean_positive_prior_first_2000": float(positive.mean()) if len(positive) else None,
+    }
+    return columns.add_column("label", prior_labels(query_index.tolist(), rows.tolist())), prior, stats
 
 
 def _stage1_negatives(

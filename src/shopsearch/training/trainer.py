@@ -39,7 +39,7 @@ class TrainResult:
     dev_history: list[dict[str, Any]] = field(default_factory=list)
 
 
-def _loss(config: TrainConfig, stage: str, model: Any) -> Any:
+def _loss(config: TrainConfig, stage: str, model: Any, prior: Any = None) -> Any:
     from shopsearch.training.losses import (
         BradleyTerryLoss,
         InfoNCELoss,
@@ -58,7 +58,7 @@ def _loss(config: TrainConfig, stage: str, model: Any) -> Any:
             if s1.loss == "masked_infonce" and s1.delta is not None
             else InfoNCELoss(
                 model, tau=s1.tau, bucket_rows=rows, directions=tuple(s1.directions),
-                partition_mode=s1.partition_mode,
+                partition_mode=s1.partition_mode, prior=prior,
             )
         )
     else:
@@ -115,6 +115,7 @@ def _run_stage(
     show_progress: bool,
     extra_callbacks: Sequence[Any] = (),
     clusters: np.ndarray | None = None,
+    prior: Any = None,
 ) -> dict[str, Any]:
     """One stage on the sentence-transformers trainer; ``bf16``: autocast, as resolved by :func:`use_bf16`."""
     from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
@@ -156,7 +157,7 @@ def _run_stage(
         model=model,
         args=args,
         train_dataset=train_data,
-        loss=_loss(config, stage, model),
+        loss=_loss(config, stage, model, prior),
         evaluator=evaluator,
         callbacks=[FinalStepCallback(), JsonlMetricsCallback(log_path, stage, s.batch_size), *extra_callbacks],
     )
@@ -236,8 +237,9 @@ def train(
             model = build_siamese_encoder(encoder_config)
         bf16 = use_bf16(config.mixed_precision, cuda=next(model.parameters()).is_cuda)
         miner = ModelEncoder(model, bf16=bf16)
+        prior = None
         if stage == "1":
-            data, keys, stats = stage1_data(train_set, config, product_text, miner)
+            data, keys, stats, prior = stage1_data(train_set, config, product_text, miner)
         else:
             data, keys, stats = stage2_data(train_set, config, product_text, miner)
         if isinstance(stats.get("mining"), dict):
@@ -246,7 +248,7 @@ def train(
         run = _run_stage(
             stage, model, data, keys, config, stage_dir, evaluator, log_path,
             bf16=bf16, resume=resume, show_progress=show_progress, extra_callbacks=extra_callbacks,
-            clusters=clusters,
+            clusters=clusters, prior=prior,
         )
         # the best checkpoint is loaded at the end of the stage; its dev figures are in the log
         dev = run.pop("dev_best")

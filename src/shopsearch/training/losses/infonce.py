@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 import torch.nn.functional as F
+from sentence_transformers.util import all_gather
 from torch import Tensor, nn
 
 from shopsearch.training.config import Direction
@@ -50,8 +51,14 @@ class InfoNCELoss(nn.Module):
     ``MultipleNegativesRankingLoss.compute_loss_from_embeddings`` on this module's (length-bucketed,
     float32) embeddings, so the library's definition is the one trained.
 
-    Inputs: columns (anchor, positive[, negative_1, ..., negative_n]); no labels. ``bucket_rows``:
-    rows per length-sorted forward chunk (``length_buckets``; None: one padded forward per column).
+    ``prior`` (``training.lexical_prior.LexicalPrior``) adds a constant to every logit before the
+    softmax, ``s_ij + prior(q_i, d_j)``: the hybrid's lexical score, so the encoder learns the residual
+    of BM25 (CLEAR, Gao et al. 2021). It needs ``labels`` (B, 1 + n_docs): each row's query index, then
+    the catalogue row of its positive and of each negative.
+
+    Inputs: columns (anchor, positive[, negative_1, ..., negative_n]); labels only with a prior.
+    ``bucket_rows``: rows per length-sorted forward chunk (``length_buckets``; None: one padded
+    forward per column).
     """
 
     def __init__(
@@ -62,10 +69,14 @@ class InfoNCELoss(nn.Module):
         bucket_rows: int | None = DEFAULT_BUCKET_ROWS,
         directions: Sequence[Direction] = ("query_to_doc",),
         partition_mode: PartitionMode = "joint",
+        prior: Callable[[Tensor, Tensor], Tensor] | None = None,
     ) -> None:
         super().__init__()
         if tau <= 0:
             raise ValueError("tau must be positive")
+        if prior is not None and tuple(directions) != ("query_to_doc",):
+            raise ValueError("a logit prior works on query-to-product scores only: directions must be query_to_doc")
+        self.prior = prior
         self.model = model
         self.tau = tau
         self.gather_across_devices = gather_across_devices
@@ -98,7 +109,23 @@ class InfoNCELoss(nn.Module):
                 )
         embeddings = [F.normalize(e, p=2, dim=-1) for e in embeddings]
         q, candidates, positive_index = pair_batch(embeddings, self.gather_across_devices)
-        return LF.infonce(q, candidates, positive_index, self.tau)
+        if self.prior is None:
+            return LF.infonce(q, candidates, positive_index, self.tau)
+        scores = (q @ candidates.T).float() + self._prior(labels, len(embeddings) - 1, q.size(0))
+        return LF.infonce_scores(scores, positive_index, self.tau)
+
+    def _prior(self, labels: Tensor | None, n_docs: int, batch: int) -> Tensor:
+        """(B, M) prior in ``pair_batch``'s candidate order: all positives, then all first negatives, ..."""
+        assert self.prior is not None
+        if labels is None or labels.dim() != 2 or labels.shape != (batch, 1 + n_docs):
+            got = None if labels is None else tuple(labels.shape)
+            raise ValueError(
+                f"a logit prior needs labels of shape ({batch}, {1 + n_docs}): the query index, then the catalogue "
+                f"row of each of the {n_docs} product column(s); got {got}"
+            )
+        labels = labels.long()
+        rows = all_gather(labels.contiguous()) if self.gather_across_devices else labels
+        return self.prior(labels[:, 0], rows[:, 1:].T.reshape(-1))
 
     def get_config_dict(self) -> dict[str, Any]:
         return {
@@ -107,6 +134,7 @@ class InfoNCELoss(nn.Module):
             "bucket_rows": self.bucket_rows,
             "directions": list(self.directions),
             "partition_mode": self.partition_mode,
+            "prior": None if self.prior is None else getattr(self.prior, "weight", type(self.prior).__name__),
         }
 
     @property
