@@ -89,6 +89,10 @@ def test_infonce_with_prior_matches_a_float64_reference(minilm_eval, bm25):
     model.zero_grad()
     plain = InfoNCELoss(model, tau=tau)(features, None)
     assert value < plain  # the positives lead on BM25 here: the prior makes them easier
+    mixed = InfoNCELoss(model, tau=tau, prior=prior, prior_share=0.25)(features, labels)
+    torch.testing.assert_close(mixed, 0.75 * plain + 0.25 * value, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="prior_share"):
+        InfoNCELoss(model, prior=prior, prior_share=0)
     with pytest.raises(ValueError, match="labels of shape"):
         InfoNCELoss(model, tau=tau, prior=prior)(features, None)
     with pytest.raises(ValueError, match="query_to_doc"):
@@ -141,3 +145,14 @@ class _FirstProducts:
         rng = np.random.default_rng(len(texts) + is_query)
         vectors = rng.normal(size=(len(texts), 8)).astype(np.float32)
         return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+
+def test_the_trainer_hands_the_prior_and_its_share_to_the_stage1_loss(bm25):
+    from shopsearch.training.config import TrainConfig
+    from shopsearch.training.trainer import _loss
+
+    prior = LexicalPrior(bm25, ANCHORS, weight=0.3)
+    config = TrainConfig.model_validate({"stage1": {"bm25_prior": 0.3, "bm25_prior_share": 0.5}})
+    loss = _loss(config, "1", None, prior)
+    assert isinstance(loss, InfoNCELoss) and loss.prior is prior and loss.prior_share == 0.5
+    assert _loss(TrainConfig(), "1", None).prior is None

@@ -89,6 +89,11 @@ class Stage1Settings(_Strict):
         "encoder learns the residual of BM25 for the hybrid (CLEAR-style; training.lexical_prior; loss infonce, "
         "directions query_to_doc; 0 = off)",
     )
+    bm25_prior_share: float = Field(
+        1.0, gt=0, le=1,
+        description="share of the stage-1 loss computed with the BM25 prior; the rest on the cosine alone, so the "
+        "encoder also serves without BM25 (bm25_prior > 0 only)",
+    )
     query_typo_rate: float = Field(
         0.0, ge=0, le=1,
         description="share of pairs whose query is replaced by a misspelt copy (typo-aware training; 0 = off; "

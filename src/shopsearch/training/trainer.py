@@ -58,7 +58,7 @@ def _loss(config: TrainConfig, stage: str, model: Any, prior: Any = None) -> Any
             if s1.loss == "masked_infonce" and s1.delta is not None
             else InfoNCELoss(
                 model, tau=s1.tau, bucket_rows=rows, directions=tuple(s1.directions),
-                partition_mode=s1.partition_mode, prior=prior,
+                partition_mode=s1.partition_mode, prior=prior, prior_share=s1.bm25_prior_share,
             )
         )
     else:

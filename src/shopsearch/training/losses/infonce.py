@@ -54,7 +54,8 @@ class InfoNCELoss(nn.Module):
     ``prior`` (``training.lexical_prior.LexicalPrior``) adds a constant to every logit before the
     softmax, ``s_ij + prior(q_i, d_j)``: the hybrid's lexical score, so the encoder learns the residual
     of BM25 (CLEAR, Gao et al. 2021). It needs ``labels`` (B, 1 + n_docs): each row's query index, then
-    the catalogue row of its positive and of each negative.
+    the catalogue row of its positive and of each negative. ``prior_share`` m < 1 trains the cosine alone
+    too, ``(1 - m) * L(s) + m * L(s + prior)``, for an encoder that also serves without BM25.
 
     Inputs: columns (anchor, positive[, negative_1, ..., negative_n]); labels only with a prior.
     ``bucket_rows``: rows per length-sorted forward chunk (``length_buckets``; None: one padded
@@ -70,13 +71,17 @@ class InfoNCELoss(nn.Module):
         directions: Sequence[Direction] = ("query_to_doc",),
         partition_mode: PartitionMode = "joint",
         prior: Callable[[Tensor, Tensor], Tensor] | None = None,
+        prior_share: float = 1.0,
     ) -> None:
         super().__init__()
         if tau <= 0:
             raise ValueError("tau must be positive")
         if prior is not None and tuple(directions) != ("query_to_doc",):
             raise ValueError("a logit prior works on query-to-product scores only: directions must be query_to_doc")
+        if not 0 < prior_share <= 1:
+            raise ValueError(f"prior_share must lie in (0, 1], got {prior_share}")
         self.prior = prior
+        self.prior_share = prior_share
         self.model = model
         self.tau = tau
         self.gather_across_devices = gather_across_devices
@@ -111,8 +116,12 @@ class InfoNCELoss(nn.Module):
         q, candidates, positive_index = pair_batch(embeddings, self.gather_across_devices)
         if self.prior is None:
             return LF.infonce(q, candidates, positive_index, self.tau)
-        scores = (q @ candidates.T).float() + self._prior(labels, len(embeddings) - 1, q.size(0))
-        return LF.infonce_scores(scores, positive_index, self.tau)
+        scores = (q @ candidates.T).float()
+        hybrid = LF.infonce_scores(scores + self._prior(labels, len(embeddings) - 1, q.size(0)), positive_index, self.tau)
+        if self.prior_share == 1:
+            return hybrid
+        alone = LF.infonce_scores(scores, positive_index, self.tau)
+        return (1 - self.prior_share) * alone + self.prior_share * hybrid
 
     def _prior(self, labels: Tensor | None, n_docs: int, batch: int) -> Tensor:
         """(B, M) prior in ``pair_batch``'s candidate order: all positives, then all first negatives, ..."""
@@ -135,6 +144,7 @@ class InfoNCELoss(nn.Module):
             "directions": list(self.directions),
             "partition_mode": self.partition_mode,
             "prior": None if self.prior is None else getattr(self.prior, "weight", type(self.prior).__name__),
+            "prior_share": self.prior_share,
         }
 
     @property
