@@ -87,7 +87,8 @@ class Stage1Settings(_Strict):
         0.0, ge=0,
         description="weight (cosine units) of BM25's max-normalised score added to every stage-1 logit, so the "
         "encoder learns the residual of BM25 for the hybrid (CLEAR-style; training.lexical_prior; loss infonce, "
-        "directions query_to_doc; 0 = off)",
+        "directions query_to_doc; 0 = off). 0.3 on Home Depot dev: hybrid +0.18 NDCG@10, dense -2.7, README "
+        "training section",
     )
     bm25_prior_share: float = Field(
         1.0, gt=0, le=1,
