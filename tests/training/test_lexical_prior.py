@@ -1,6 +1,6 @@
-"""The BM25 logit prior of stage 1 (``stage1.bm25_prior``, CLEAR-style residual training): the prior's
-values, InfoNCE with it against a float64 reference, the stage-1 rows' index labels, and the config's
-refusals."""
+"""The BM25 logit prior (``stage1.bm25_prior``, ``stage2.bm25_prior``; CLEAR-style residual training): the
+prior's values, InfoNCE and ROAR with it against float64 references, the rows' index labels of both stages,
+and the config's refusals."""
 
 from __future__ import annotations
 
@@ -156,3 +156,86 @@ def test_the_trainer_hands_the_prior_and_its_share_to_the_stage1_loss(bm25):
     loss = _loss(config, "1", None, prior)
     assert isinstance(loss, InfoNCELoss) and loss.prior is prior and loss.prior_share == 0.5
     assert _loss(TrainConfig(), "1", None).prior is None
+
+
+# --- stage 2: the prior under the graded losses -------------------------------------------------
+
+
+def test_graded_loss_with_prior_scores_the_hybrid_over_present_slots(bm25):
+    """RoarLoss with a prior = its terms on cos + w * bm25 / max over the batch's present products, in
+    graded_batch's order; padded slots neither enter the softmax nor read the prior."""
+    from shopsearch.training.losses import RoarLoss
+    from shopsearch.training.losses import functional as LF
+    from shopsearch.training.losses.base import top_grade_positives
+
+    torch.manual_seed(0)
+    grades = torch.tensor([[3, 1, 0], [2, 0, -1], [3, 2, -1]])
+    rows = torch.tensor([[3, 7, 0], [0, 4, 0], [2, 6, 0]])  # the padded slots' rows (0) are never read
+    queries = [3, 0, 2]  # garden hose, cordless drill, coffee grinder
+    labels = torch.cat([grades, torch.tensor(queries)[:, None], rows], dim=1)
+    q, docs = torch.randn(3, 16), [torch.randn(3, 16) for _ in range(3)]
+    prior = LexicalPrior(bm25, ANCHORS, weight=0.3)
+    value = RoarLoss(None, prior=prior).compute_loss_from_embeddings([q, *docs], labels)
+
+    # the reference in float64: present products row-major, the prior from BM25 directly
+    qn = F.normalize(q.double(), dim=-1)
+    dn = F.normalize(torch.stack(docs, dim=1).double(), dim=-1)
+    present = grades >= 0
+    candidates, cand_rows = dn[present], rows[present].numpy()
+    bonus = bm25.score_matrix([ANCHORS[i] for i in queries], cand_rows)
+    best = np.array([bm25.search([ANCHORS[i]], 1).scores[0, 0] for i in queries])
+    scores = qn @ candidates.T + torch.as_tensor(0.3 * bonus / best[:, None])
+    column = (torch.cumsum(present.flatten().long(), 0) - 1).view(3, 3).where(present, torch.tensor(-1))
+    positive, exclude = top_grade_positives(column, grades)
+    expected = LF.masked_infonce_scores(scores, positive, 0.02, 0.1, exclude=exclude) + 0.1 * LF.roar_alignment_scores(
+        scores, column, grades, 0.01
+    )
+    torch.testing.assert_close(value.double(), expected, rtol=1e-4, atol=1e-5)
+    plain = RoarLoss(None).compute_loss_from_embeddings([q, *docs], grades)
+    mixed = RoarLoss(None, prior=prior, prior_share=0.5).compute_loss_from_embeddings([q, *docs], labels)
+    torch.testing.assert_close(mixed, 0.5 * plain + 0.5 * value, rtol=1e-5, atol=1e-6)
+    assert not torch.isclose(plain, value)
+    with pytest.raises(ValueError, match=r"labels of shape \(batch, 7\)"):
+        RoarLoss(None, prior=prior).compute_loss_from_embeddings([q, *docs], grades)
+    with pytest.raises(ValueError, match="prior_share"):
+        RoarLoss(None, prior=prior, prior_share=1.5)
+    assert RoarLoss(None, prior=prior).get_config_dict()["prior"] == 0.3
+
+
+def test_stage2_rows_carry_indices_into_the_prior(esci_shop):
+    from shopsearch.training.config import TrainConfig
+    from shopsearch.training.stage_data import stage2_data
+
+    shop, texts = esci_shop
+    config = TrainConfig.model_validate({"stage2": {"hard_negatives": 0, "bm25_prior": 0.2, "max_group_size": 6}})
+    rows, keys, stats, prior = stage2_data(shop, config, texts)
+    assert isinstance(prior, LexicalPrior) and prior.weight == 0.2 and len(keys) == len(rows) > 0
+    assert stats["lexical_prior"]["queries"] == len(prior.queries)
+    ids = shop.catalog.ids
+    for row in rows.select(range(min(40, len(rows)))):
+        label = row["label"]
+        grades, query, products = label[:6], label[6], label[7:]
+        assert len(label) == 13 and prior.queries[query] == row["query"]
+        for k, (grade, product) in enumerate(zip(grades, products, strict=True)):
+            if grade >= 0:
+                assert texts[ids[product]] == row[f"doc_{k + 1}"]
+            else:
+                assert row[f"doc_{k + 1}"] == ""
+    _, _, off_stats, off = stage2_data(shop, TrainConfig.model_validate({"stage2": {"hard_negatives": 0}}), texts)
+    assert off is None and "lexical_prior" not in off_stats
+
+
+def test_stage2_prior_config_and_trainer_wiring(bm25):
+    from pydantic import ValidationError
+
+    from shopsearch.training.config import TrainConfig
+    from shopsearch.training.losses import RoarLoss
+    from shopsearch.training.trainer import _loss
+
+    with pytest.raises(ValidationError, match="distill_weight"):
+        TrainConfig.model_validate({"stage2": {"bm25_prior": 0.3, "distill_weight": 0.5}})
+    prior = LexicalPrior(bm25, ANCHORS, weight=0.3)
+    config = TrainConfig.model_validate({"stage2": {"bm25_prior": 0.3, "bm25_prior_share": 0.5}})
+    loss = _loss(config, "2", None, prior)
+    assert isinstance(loss, RoarLoss) and loss.prior is prior and loss.prior_share == 0.5
+    assert _loss(TrainConfig(), "2", None).prior is None

@@ -1,4 +1,4 @@
-"""A lexical prior on the stage-1 logits: train the dense model for the hybrid it will serve in.
+"""A lexical prior on the training logits: train the dense model for the hybrid it will serve in.
 
 The served hybrid ranks by (min-max normalised) cosine plus (min-max normalised) BM25. A dense model
 trained alone spends its capacity on matches BM25 already makes; CLEAR (Gao et al. 2021,
@@ -17,7 +17,9 @@ uses the cosine alone.
 
 No library computes this (sentence-transformers' losses see only token ids), so the rows carry
 indices: ``label = [query_index, positive_row, negative_1_row, ...]`` into :attr:`queries` and the
-catalogue, and the loss asks this object for the (B, M) prior of its batch.
+catalogue, and the loss asks this object for the (B, M) prior of its batch. Stage 2
+(``stage2.bm25_prior``) adds the same prior to the graded losses' scores; its labels are the group's
+grades followed by ``[query_index, row_1, ..., row_G]``.
 """
 
 from __future__ import annotations

@@ -222,7 +222,9 @@ def stage2_data(
     config: TrainConfig,
     product_text: Mapping[str, str],
     encoder: ModelEncoder | None = None,
-) -> tuple[Any, list[RowKeys], dict[str, Any]]:
+) -> tuple[Any, list[RowKeys], dict[str, Any], LexicalPrior | None]:
+    """Stage-2 group rows, sampler keys, statistics, and the logit prior of ``stage2.bm25_prior`` (None when
+    off): with a prior each label is the G grades, then the query index and the G catalogue rows."""
     s2 = config.stage2
     hard_negatives, mining, retriever = None, None, None
     if s2.hard_negatives > 0 or s2.distill_weight > 0:
@@ -265,7 +267,29 @@ def stage2_data(
             "mean_score": float(np.mean(np.concatenate(teacher))) if teacher else None,
         }
     columns = groups_to_columns(groups, product_text, size=s2.max_group_size, teacher=teacher)
-    return columns, group_keys(groups), stats
+    prior = None
+    if s2.bm25_prior > 0:
+        columns, prior, stats["lexical_prior"] = _groups_with_lexical_prior(
+            columns, groups, train_set, product_text, s2.bm25_prior, s2.max_group_size
+        )
+    return columns, group_keys(groups), stats, prior
+
+
+def _groups_with_lexical_prior(
+    columns: Any, groups: pd.DataFrame, train_set: Dataset, product_text: Mapping[str, str], weight: float, width: int
+) -> tuple[Any, LexicalPrior, dict[str, Any]]:
+    """Each group's label extended by its query's index and its products' catalogue rows (padding: row 0,
+    never read: the loss drops padded slots by their grade), and the prior they index."""
+    row_of = {str(p): i for i, p in enumerate(train_set.catalog.ids)}
+    queries = pd.Index(groups["query"].astype(str).unique())
+    prior = LexicalPrior(_catalogue_bm25(train_set, product_text), queries.tolist(), weight)
+    query_index = queries.get_indexer(groups["query"].astype(str))
+    labels = [
+        [*grades, int(q), *(row_of[str(p)] for p in pids), *[0] * (width - len(pids))]
+        for grades, q, pids in zip(columns["label"], query_index, groups["product_ids"], strict=True)
+    ]
+    stats = {"weight": weight, "queries": len(queries), "queries_without_bm25_match": int((prior.query_max == 0).sum())}
+    return columns.remove_columns("label").add_column("label", labels), prior, stats
 
 
 def read_pair_file(path: str | Path) -> pd.DataFrame:

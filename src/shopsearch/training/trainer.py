@@ -63,7 +63,10 @@ def _loss(config: TrainConfig, stage: str, model: Any, prior: Any = None) -> Any
         )
     else:
         s2 = config.stage2
-        common: dict[str, Any] = {"tau": s2.tau, "delta": s2.delta, "beta": s2.beta, "bucket_rows": rows}
+        common: dict[str, Any] = {
+            "tau": s2.tau, "delta": s2.delta, "beta": s2.beta, "bucket_rows": rows,
+            "prior": prior, "prior_share": s2.bm25_prior_share,
+        }
         if s2.loss == "roar":
             loss = RoarLoss(model, tau_a=s2.tau_a, **common)
         elif s2.loss == "bradley_terry":
@@ -241,7 +244,7 @@ def train(
         if stage == "1":
             data, keys, stats, prior = stage1_data(train_set, config, product_text, miner)
         else:
-            data, keys, stats = stage2_data(train_set, config, product_text, miner)
+            data, keys, stats, prior = stage2_data(train_set, config, product_text, miner)
         if isinstance(stats.get("mining"), dict):
             stats["mining"]["bf16"] = miner.bf16
         clusters = _topic_clusters(stage, data, config, miner, stats)

@@ -11,7 +11,7 @@ what ``MatryoshkaLoss``'s forward decorator intercepts to serve truncated, re-no
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -149,6 +149,12 @@ class GradedContrastiveLoss(nn.Module):
     embedded with the others, then dropped before any score is used). ``bucket_rows``: rows per
     length-sorted forward chunk (``length_buckets``; None: one padded forward per column).
 
+    ``prior`` (``training.lexical_prior.LexicalPrior``) adds a constant to every score before both terms,
+    ``S_ij + prior(q_i, d_j)`` over all batch products: the stage-2 form of stage 1's BM25 prior, so the
+    softmax and the graded comparisons see the hybrid's ranking. ``labels`` are then (B, 2G + 1): the G
+    grades, the query index, the G catalogue rows (padding: any row, unused). ``prior_share`` m < 1
+    trains ``(1 - m) * L(S) + m * L(S + prior)``.
+
     The last values of both parts are kept (detached) in ``last_components`` for logging; with
     ``return_components=True`` ``forward`` returns them as a dict, which ``SentenceTransformerTrainer``
     sums and logs separately (not usable inside ``MatryoshkaLoss``, which needs a tensor).
@@ -167,10 +173,16 @@ class GradedContrastiveLoss(nn.Module):
         gather_across_devices: bool = False,
         return_components: bool = False,
         bucket_rows: int | None = DEFAULT_BUCKET_ROWS,
+        prior: Callable[[Tensor, Tensor], Tensor] | None = None,
+        prior_share: float = 1.0,
     ) -> None:
         super().__init__()
         if tau <= 0:
             raise ValueError("tau must be positive")
+        if not 0 < prior_share <= 1:
+            raise ValueError(f"prior_share must lie in (0, 1], got {prior_share}")
+        self.prior = prior
+        self.prior_share = prior_share
         self.model = model
         self.tau = tau
         self.delta = delta
@@ -199,22 +211,56 @@ class GradedContrastiveLoss(nn.Module):
             raise ValueError("expected (query, doc_1, ..., doc_G) columns")
         q = F.normalize(embeddings[0], p=2, dim=-1)
         docs = F.normalize(torch.stack(embeddings[1:], dim=1), p=2, dim=-1)
-        candidates, group_index, grades = graded_batch(
-            q, docs, labels.to(q.device), self.gather_across_devices
-        )
+        labels = labels.to(q.device)
+        prior_labels = None
+        if self.prior is not None:
+            labels, prior_labels = self._split_prior_labels(labels, docs.size(1))
+        candidates, group_index, grades = graded_batch(q, docs, labels, self.gather_across_devices)
         if candidates.size(0) == 0:  # a batch of padding only: nothing to learn, keep the graph
             zero = q.sum() * 0.0
             self.last_components = {"contrast": zero.detach(), self.ranking_name: zero.detach()}
             return {"contrast": zero, self.ranking_name: zero} if self.return_components else zero
         scores = q @ candidates.T  # (B, M): the only similarity matmul of the step
         positive_index, exclude = top_grade_positives(group_index, grades, self.min_positive_grade)
-        contrast = LF.masked_infonce_scores(scores, positive_index, self.tau, self.delta, exclude=exclude)
-        ranking = self.ranking_loss(scores, group_index, grades)
+        contrast, ranking = self._terms(scores, positive_index, exclude, group_index, grades)
+        if prior_labels is not None:
+            hybrid = scores.float() + self._prior(prior_labels, labels)
+            with_prior = self._terms(hybrid, positive_index, exclude, group_index, grades)
+            m = self.prior_share
+            contrast, ranking = (
+                (1 - m) * alone + m * mixed if m < 1 else mixed
+                for alone, mixed in zip((contrast, ranking), with_prior, strict=True)
+            )
         parts = {"contrast": self.contrast_weight * contrast, self.ranking_name: self.beta * ranking}
         self.last_components = {"contrast": contrast.detach(), self.ranking_name: ranking.detach()}
         if self.return_components:
             return parts
         return parts["contrast"] + parts[self.ranking_name]
+
+    def _terms(
+        self, scores: Tensor, positive_index: Tensor, exclude: Tensor, group_index: Tensor, grades: Tensor
+    ) -> tuple[Tensor, Tensor]:
+        contrast = LF.masked_infonce_scores(scores, positive_index, self.tau, self.delta, exclude=exclude)
+        return contrast, self.ranking_loss(scores, group_index, grades)
+
+    @staticmethod
+    def _split_prior_labels(labels: Tensor, g: int) -> tuple[Tensor, Tensor]:
+        """(B, 2G + 1) labels -> the (B, G) grades and the (B, G + 1) indices [query, row_1..row_G]."""
+        if labels.dim() != 2 or labels.size(1) != 2 * g + 1:
+            raise ValueError(
+                f"a logit prior needs labels of shape (batch, {2 * g + 1}): {g} grades, the query index, then the "
+                f"catalogue row of each of the {g} product column(s); got {tuple(labels.shape)}"
+            )
+        labels = labels.long()
+        return labels[:, :g], labels[:, g:]
+
+    def _prior(self, prior_labels: Tensor, grades: Tensor) -> Tensor:
+        """(B, M) prior in ``graded_batch``'s candidate order: the present slots of the (global) batch, row-major."""
+        assert self.prior is not None
+        rows, all_grades = prior_labels[:, 1:], grades
+        if self.gather_across_devices:
+            rows, all_grades = all_gather(rows.contiguous()), all_gather(grades.contiguous())
+        return self.prior(prior_labels[:, 0], rows[all_grades >= 0])
 
     def get_config_dict(self) -> dict[str, Any]:
         return {
@@ -225,6 +271,8 @@ class GradedContrastiveLoss(nn.Module):
             "min_positive_grade": self.min_positive_grade,
             "gather_across_devices": self.gather_across_devices,
             "bucket_rows": self.bucket_rows,
+            "prior": None if self.prior is None else getattr(self.prior, "weight", type(self.prior).__name__),
+            "prior_share": self.prior_share,
         }
 
     @property
