@@ -58,35 +58,38 @@ DATA = HERE.parent.parent / "shared" / "data" / "home-depot"
 # name -> (previous row, train config overrides on top of the defaults); stage-2 rows start from
 # their previous row's model, and each row is tested against its previous row. Every setting a row
 # measures is pinned here, so a row does not change when a default does. The default recipe is
-# s1_pseudo_all then s2_pseudo_all (a pseudo-query for every unjudged Home Depot product; s1_pseudo
-# has about half of them); before pseudo-queries it was s1_infonce_hn then s2_default, and
+# s1_pseudo_all then s2_bm25_prior (a pseudo-query for every unjudged Home Depot product; s1_pseudo
+# has about half of them; stage 2 with the BM25 logit prior); before that prior it was s1_pseudo_all
+# then s2_pseudo_all, before pseudo-queries s1_infonce_hn then s2_default, and
 # the other rows are the steps that recipe leaves out or replaces. The paper's masked stage 1 became
 # an ablation row when it measured lower on Home Depot (README, training).
 NO_PSEUDO = {"pseudo_query_ratio": 0.0}  # the rows measured before keyword pseudo-queries became the default
+NO_PRIOR = {"bm25_prior": 0.0}  # the stage-2 rows measured before its BM25 prior became the default
 LADDER: dict[str, tuple[str | None, dict[str, Any]]] = {
     "off_the_shelf": (None, {}),
     "s1_infonce": ("off_the_shelf", {"stage": "1", "stage1": {"hard_negatives": 0, **NO_PSEUDO}}),
     "s1_mask": ("s1_infonce", {"stage": "1", "stage1": {"loss": "masked_infonce", "hard_negatives": 0, **NO_PSEUDO}}),
     "s1_mask_hn": ("s1_mask", {"stage": "1", "stage1": {"loss": "masked_infonce", "hard_negatives": 1, **NO_PSEUDO}}),
     "s1_infonce_hn": ("s1_infonce", {"stage": "1", "stage1": {"loss": "infonce", "hard_negatives": 1, **NO_PSEUDO}}),
-    "s2_roar_judged_only": ("s1_infonce", {"stage": "2", "stage2": {"hard_negatives": 0, "epochs": 1.0}}),
-    "s2_roar": ("s1_infonce", {"stage": "2", "stage2": {"epochs": 1.0}}),
-    "s2_bradley_terry": ("s1_infonce", {"stage": "2", "stage2": {"loss": "bradley_terry", "epochs": 1.0}}),
-    "s2_listmle": ("s1_infonce", {"stage": "2", "stage2": {"loss": "listmle", "epochs": 1.0}}),
-    "s2_roar_on_mask": ("s1_mask", {"stage": "2", "stage2": {"epochs": 1.0}}),
-    "s2_roar_on_hn": ("s1_infonce_hn", {"stage": "2", "stage2": {"epochs": 1.0}}),
-    "s2_default": ("s1_infonce_hn", {"stage": "2", "stage2": {"loss": "roar", "epochs": 0.5}}),
+    "s2_roar_judged_only": ("s1_infonce", {"stage": "2", "stage2": {**NO_PRIOR, "hard_negatives": 0, "epochs": 1.0}}),
+    "s2_roar": ("s1_infonce", {"stage": "2", "stage2": {**NO_PRIOR, "epochs": 1.0}}),
+    "s2_bradley_terry": ("s1_infonce", {"stage": "2", "stage2": {**NO_PRIOR, "loss": "bradley_terry", "epochs": 1.0}}),
+    "s2_listmle": ("s1_infonce", {"stage": "2", "stage2": {**NO_PRIOR, "loss": "listmle", "epochs": 1.0}}),
+    "s2_roar_on_mask": ("s1_mask", {"stage": "2", "stage2": {**NO_PRIOR, "epochs": 1.0}}),
+    "s2_roar_on_hn": ("s1_infonce_hn", {"stage": "2", "stage2": {**NO_PRIOR, "epochs": 1.0}}),
+    "s2_default": ("s1_infonce_hn", {"stage": "2", "stage2": {**NO_PRIOR, "loss": "roar", "epochs": 0.5}}),
     "s1_pseudo": ("s1_infonce_hn", {"stage": "1", "stage1": {"loss": "infonce", "hard_negatives": 1,
                                                              "pseudo_query_ratio": 0.34}}),
-    "s2_pseudo": ("s1_pseudo", {"stage": "2", "stage2": {"loss": "roar", "epochs": 0.5}}),
+    "s2_pseudo": ("s1_pseudo", {"stage": "2", "stage2": {**NO_PRIOR, "loss": "roar", "epochs": 0.5}}),
     "s1_pseudo_all": ("s1_pseudo", {"stage": "1", "stage1": {"loss": "infonce", "hard_negatives": 1,
                                                              "pseudo_query_ratio": 0.72}}),
-    "s2_pseudo_all": ("s1_pseudo_all", {"stage": "2", "stage2": {"loss": "roar", "epochs": 0.5}}),
+    "s2_pseudo_all": ("s1_pseudo_all", {"stage": "2", "stage2": {**NO_PRIOR, "loss": "roar", "epochs": 0.5}}),
+    "s2_bm25_prior": ("s1_pseudo_all", {"stage": "2", "stage2": {"loss": "roar", "epochs": 0.5, "bm25_prior": 0.3}}),
 }
 
 
 # The rows that `shopsearch train` with its defaults produces: RUN/stage1/model and RUN/stage2/model.
-DEFAULT_RUN_ROWS = {"s1_pseudo_all": "stage1", "s2_pseudo_all": "stage2"}
+DEFAULT_RUN_ROWS = {"s1_pseudo_all": "stage1", "s2_bm25_prior": "stage2"}
 
 
 def given_models(default_run: Path | None, row_models: list[str]) -> dict[str, Path]:
@@ -161,7 +164,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=HERE / "results" / "homedepot_ablation.json")
     parser.add_argument("--default-run", type=Path, default=None,
                         help="a finished `shopsearch train` run with the default config: its stage-1 and "
-                             "stage-2 models are the s1_pseudo_all and s2_pseudo_all rows (not trained again)")
+                             "stage-2 models are the s1_pseudo_all and s2_bm25_prior rows (not trained again)")
     parser.add_argument("--row-model", nargs="*", default=[], metavar="ROW=MODEL_DIR",
                         help="a finished model for a row (e.g. RUN/stage1/model), not trained again; the "
                              "stage-2 rows built on it should have been trained from it")

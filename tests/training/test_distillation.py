@@ -126,7 +126,8 @@ def test_stage2_distils_the_hybrid_on_a_tiny_shop(tmp_path):
     train_set, dev_set = split_by_query(shop, 0.25, seed=0)
     config = TrainConfig.model_validate({
         "seed": 1, "stage": "2",
-        "stage2": {"batch_size": 4, "max_group_size": 4, "hard_negatives": 1, "mining_top_k": 10, "distill_weight": 1.0},
+        "stage2": {"batch_size": 4, "max_group_size": 4, "hard_negatives": 1, "mining_top_k": 10, "distill_weight": 1.0,
+                   "bm25_prior": 0},
         "dev": {"pool_size": None}, "save_steps": 10, "logging_steps": 1, "max_steps": 2,
     })
     train(train_set, config, tmp_path / "run", dev_set=dev_set, show_progress=False)

@@ -221,7 +221,9 @@ def test_stage2_rows_carry_indices_into_the_prior(esci_shop):
                 assert texts[ids[product]] == row[f"doc_{k + 1}"]
             else:
                 assert row[f"doc_{k + 1}"] == ""
-    _, _, off_stats, off = stage2_data(shop, TrainConfig.model_validate({"stage2": {"hard_negatives": 0}}), texts)
+    assert TrainConfig().stage2.bm25_prior == 0.3  # on by default (README, training section)
+    off_config = TrainConfig.model_validate({"stage2": {"hard_negatives": 0, "bm25_prior": 0}})
+    _, _, off_stats, off = stage2_data(shop, off_config, texts)
     assert off is None and "lexical_prior" not in off_stats
 
 
@@ -232,8 +234,9 @@ def test_stage2_prior_config_and_trainer_wiring(bm25):
     from shopsearch.training.losses import RoarLoss
     from shopsearch.training.trainer import _loss
 
-    with pytest.raises(ValidationError, match="distill_weight"):
-        TrainConfig.model_validate({"stage2": {"bm25_prior": 0.3, "distill_weight": 0.5}})
+    with pytest.raises(ValidationError, match=r"distill_weight needs stage2\.bm25_prior: 0"):
+        TrainConfig.model_validate({"stage2": {"distill_weight": 0.5}})
+    TrainConfig.model_validate({"stage2": {"distill_weight": 0.5, "bm25_prior": 0}})
     prior = LexicalPrior(bm25, ANCHORS, weight=0.3)
     config = TrainConfig.model_validate({"stage2": {"bm25_prior": 0.3, "bm25_prior_share": 0.5}})
     loss = _loss(config, "2", None, prior)

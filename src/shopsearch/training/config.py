@@ -162,9 +162,10 @@ class Stage2Settings(_Strict):
         "such rule; on Home Depot dev neither 1.0 nor None was a decisive gain, README training section)",
     )
     bm25_prior: float = Field(
-        0.0, ge=0,
+        0.3, ge=0,
         description="weight (cosine units) of BM25's max-normalised score added to every stage-2 score before the "
-        "contrast and the ranking term: stage 1's bm25_prior for the graded groups (training.lexical_prior; 0 = off)",
+        "contrast and the ranking term: stage 1's bm25_prior for the graded groups (training.lexical_prior; 0 = off). "
+        "On Home Depot dev, two seeds: hybrid +0.12 / +0.32 NDCG@10, dense -0.18 / -0.18, README training section",
     )
     bm25_prior_share: float = Field(
         1.0, gt=0, le=1, description="share of the stage-2 loss computed with the BM25 prior (bm25_prior > 0 only)"
@@ -173,7 +174,9 @@ class Stage2Settings(_Strict):
     @model_validator(mode="after")
     def _prior_without_distillation(self) -> Stage2Settings:
         if self.bm25_prior > 0 and self.distill_weight > 0:
-            raise ValueError("stage2.bm25_prior and stage2.distill_weight both need the label column: use one")
+            raise ValueError(
+                "stage2.distill_weight needs stage2.bm25_prior: 0 (both use the label column; the prior is on by default)"
+            )
         return self
 
 
