@@ -107,25 +107,28 @@ def stage1_data(
     return columns, pair_keys(pairs), stats, prior
 
 
+def _lexical_prior(
+    query_texts: pd.Series, train_set: Dataset, product_text: Mapping[str, str], weight: float
+) -> tuple[LexicalPrior, np.ndarray, dict[str, int], dict[str, Any]]:
+    """The prior over the distinct queries of ``query_texts``, each row's query index into it, the
+    catalogue row of each product id, and the statistics both stages record."""
+    queries = pd.Index(query_texts.astype(str).unique())
+    prior = LexicalPrior(_catalogue_bm25(train_set, product_text), queries.tolist(), weight)
+    row_of = {str(p): i for i, p in enumerate(train_set.catalog.ids)}
+    stats = {"weight": weight, "queries": len(queries), "queries_without_bm25_match": int((prior.query_max == 0).sum())}
+    return prior, queries.get_indexer(query_texts.astype(str)), row_of, stats
+
+
 def _with_lexical_prior(
     columns: Any, pairs: pd.DataFrame, n: int, train_set: Dataset, product_text: Mapping[str, str], weight: float
 ) -> tuple[Any, LexicalPrior, dict[str, Any]]:
     """The rows' ``label`` column of indices (query, then each product column's catalogue row) and
     the prior they index."""
-    ids = train_set.catalog.ids
-    row_of = {str(p): i for i, p in enumerate(ids)}
-    queries = pd.Index(pairs["query"].astype(str).unique())
+    prior, query_index, row_of, stats = _lexical_prior(pairs["query"], train_set, product_text, weight)
     products = ["product_id", *(f"negative_{i}" for i in range(1, n + 1))]
     rows = np.stack([pairs[c].astype(str).map(row_of).to_numpy(dtype=np.int64) for c in products], axis=1)
-    prior = LexicalPrior(_catalogue_bm25(train_set, product_text), queries.tolist(), weight)
-    query_index = queries.get_indexer(pairs["query"].astype(str))
     positive = prior(torch.as_tensor(query_index[:2000]), torch.as_tensor(rows[:2000, 0])).diagonal()
-    stats = {
-        "weight": weight,
-        "queries": len(queries),
-        "queries_without_bm25_match": int((prior.query_max == 0).sum()),
-        "mean_positive_prior_first_2000": float(positive.mean()) if len(positive) else None,
-    }
+    stats["mean_positive_prior_first_2000"] = float(positive.mean()) if len(positive) else None
     return columns.add_column("label", prior_labels(query_index.tolist(), rows.tolist())), prior, stats
 
 
@@ -280,15 +283,11 @@ def _groups_with_lexical_prior(
 ) -> tuple[Any, LexicalPrior, dict[str, Any]]:
     """Each group's label extended by its query's index and its products' catalogue rows (padding: row 0,
     never read: the loss drops padded slots by their grade), and the prior they index."""
-    row_of = {str(p): i for i, p in enumerate(train_set.catalog.ids)}
-    queries = pd.Index(groups["query"].astype(str).unique())
-    prior = LexicalPrior(_catalogue_bm25(train_set, product_text), queries.tolist(), weight)
-    query_index = queries.get_indexer(groups["query"].astype(str))
+    prior, query_index, row_of, stats = _lexical_prior(groups["query"], train_set, product_text, weight)
     labels = [
         [*grades, int(q), *(row_of[str(p)] for p in pids), *[0] * (width - len(pids))]
         for grades, q, pids in zip(columns["label"], query_index, groups["product_ids"], strict=True)
     ]
-    stats = {"weight": weight, "queries": len(queries), "queries_without_bm25_match": int((prior.query_max == 0).sum())}
     return columns.remove_columns("label").add_column("label", labels), prior, stats
 
 

@@ -222,15 +222,15 @@ class GradedContrastiveLoss(nn.Module):
             return {"contrast": zero, self.ranking_name: zero} if self.return_components else zero
         scores = q @ candidates.T  # (B, M): the only similarity matmul of the step
         positive_index, exclude = top_grade_positives(group_index, grades, self.min_positive_grade)
-        contrast, ranking = self._terms(scores, positive_index, exclude, group_index, grades)
-        if prior_labels is not None:
+        if prior_labels is None:
+            contrast, ranking = self._terms(scores, positive_index, exclude, group_index, grades)
+        else:
             hybrid = scores.float() + self._prior(prior_labels, labels)
-            with_prior = self._terms(hybrid, positive_index, exclude, group_index, grades)
+            contrast, ranking = self._terms(hybrid, positive_index, exclude, group_index, grades)
             m = self.prior_share
-            contrast, ranking = (
-                (1 - m) * alone + m * mixed if m < 1 else mixed
-                for alone, mixed in zip((contrast, ranking), with_prior, strict=True)
-            )
+            if m < 1:  # the cosine-alone terms only when they are mixed in
+                alone = self._terms(scores, positive_index, exclude, group_index, grades)
+                contrast, ranking = (1 - m) * alone[0] + m * contrast, (1 - m) * alone[1] + m * ranking
         parts = {"contrast": self.contrast_weight * contrast, self.ranking_name: self.beta * ranking}
         self.last_components = {"contrast": contrast.detach(), self.ranking_name: ranking.detach()}
         if self.return_components:
