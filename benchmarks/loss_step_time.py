@@ -1,5 +1,8 @@
 """Time per training step: masked InfoNCE + ROAR against plain InfoNCE at the same batch (issue 3).
 
+Also times the default stage-2 loss, ROAR with the BM25 logit prior (``stage2.bm25_prior``): its
+prior is scored per step by BM25 over the catalogue's titles, so that cost is inside the step.
+
 Every loss sees exactly the same texts each step — B queries and G products per query (Home Depot
 dev queries with their judged products when ../shared/data/home-depot is there, else the demo
 shop) — so the figures differ only by the loss: encoding both towers, the loss, backward and one
@@ -34,27 +37,35 @@ import torch
 
 from shopsearch.artifacts import atomic_write_text
 from shopsearch.models import EncoderConfig, build_siamese_encoder
+from shopsearch.retrieval.bm25 import BM25Retriever
+from shopsearch.training.lexical_prior import LexicalPrior
 from shopsearch.training.losses import InfoNCELoss, MaskedInfoNCELoss, RoarLoss
 
 HERE = Path(__file__).resolve().parent
 HD = HERE.parent.parent / "shared" / "data" / "home-depot"
 
 
-def batches(n_batches: int, batch: int, docs: int, seed: int) -> list[tuple[list[str], list[list[str]], list[list[int]]]]:
-    """(queries, docs per query, grades per query) per batch; grades are the judged ones."""
+Batch = tuple[list[str], list[list[str]], list[list[int]], list[list[int]]]
+
+
+def batches(n_batches: int, batch: int, docs: int, seed: int) -> tuple[list[Batch], pd.Series]:
+    """(queries, docs per query, grades per query, catalogue rows per query) per batch, and the
+    catalogue's titles (indexed by product id, in row order); grades are the judged ones."""
     if (HD / "judgments_dev.csv").is_file():
-        titles = pd.read_csv(HD / "products.csv", dtype=str).set_index("product_id")["title"]
+        titles = pd.read_csv(HD / "products.csv", dtype=str).set_index("product_id")["title"].fillna("")
         j = pd.read_csv(HD / "judgments_dev.csv", dtype={"product_id": str})
         j["grade"] = np.rint(3 * (j["relevance"] - 1)).astype(int)
-        j["text"] = j["product_id"].map(titles)
     else:
         from shopsearch.data.demo import generate_demo_shop
 
         shop = generate_demo_shop()
-        titles = shop.catalog.df.set_index("product_id")["title"]
+        titles = shop.catalog.df.set_index("product_id")["title"].fillna("")
         j = shop.judgments.df.merge(shop.queries.df.rename(columns={"text": "query"}), on="query_id")
-        j["text"] = j["product_id"].map(titles)
-    groups = [g.sort_values("grade", ascending=False) for _, g in j.dropna(subset=["text"]).groupby("query_id")]
+    j["text"] = j["product_id"].map(titles)
+    j["row"] = titles.index.get_indexer(j["product_id"])
+    groups = [
+        g.sort_values("grade", ascending=False) for _, g in j.dropna(subset=["text"]).groupby("query_id")
+    ]
     groups = [g for g in groups if len(g) >= docs and g["grade"].nunique() >= 2]
     rng = np.random.default_rng(seed)
     out = []
@@ -66,20 +77,38 @@ def batches(n_batches: int, batch: int, docs: int, seed: int) -> list[tuple[list
                 [str(g["query"].iloc[0]) for g in chosen],
                 [g["text"].astype(str).tolist() for g in chosen],
                 [g["grade"].astype(int).tolist() for g in chosen],
+                [g["row"].astype(int).tolist() for g in chosen],
             )
         )
-    return out
+    return out, titles
 
 
 def features(model: Any, texts: list[str]) -> dict[str, torch.Tensor]:
     return {k: v.to(model.device) for k, v in model.tokenize(texts).items() if isinstance(v, torch.Tensor)}
 
 
-def step(model: Any, loss: torch.nn.Module, opt: torch.optim.Optimizer, data: tuple, graded: bool) -> float:
-    queries, docs, grades = data
+def batch_labels(
+    loss: torch.nn.Module, data: Batch, graded: bool, query_index: dict[str, int]
+) -> torch.Tensor | None:
+    """The loss's labels: none, the grades, or (under a prior) the grades, the query index, the catalogue rows."""
+    queries, _, grades, rows = data
+    if getattr(loss, "prior", None) is not None:
+        return torch.tensor([[*g, query_index[q], *r] for g, q, r in zip(grades, queries, rows, strict=True)])
+    return torch.tensor(grades) if graded else None
+
+
+def step(
+    model: Any,
+    loss: torch.nn.Module,
+    opt: torch.optim.Optimizer,
+    data: Batch,
+    graded: bool,
+    query_index: dict[str, int],
+) -> float:
+    queries, docs, _, _ = data
     columns = [queries] + [[d[i] for d in docs] for i in range(len(docs[0]))]
     feats = [features(model, col) for col in columns]
-    labels = torch.tensor(grades) if graded else None
+    labels = batch_labels(loss, data, graded, query_index)
     start = time.perf_counter()
     opt.zero_grad(set_to_none=True)
     value = loss(feats, labels)
@@ -88,12 +117,14 @@ def step(model: Any, loss: torch.nn.Module, opt: torch.optim.Optimizer, data: tu
     return time.perf_counter() - start
 
 
-def loss_only(loss: torch.nn.Module, batch: int, docs: int, dim: int, graded: bool, repeats: int = 50) -> float:
-    """Median seconds of the loss forward + backward on fixed random embeddings."""
+def loss_only(
+    loss: torch.nn.Module, labels: torch.Tensor | None, batch: int, docs: int, dim: int, repeats: int = 50
+) -> float:
+    """Median seconds of the loss forward + backward on fixed random embeddings, with the first
+    batch's labels (so a prior is scored as in a step)."""
     gen = torch.Generator().manual_seed(0)
     q = torch.randn(batch, dim, generator=gen, requires_grad=True)
     d = [torch.randn(batch, dim, generator=gen, requires_grad=True) for _ in range(docs)]
-    labels = torch.randint(0, 4, (batch, docs), generator=gen) if graded else None
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
@@ -121,23 +152,36 @@ def main() -> None:
         "masked_infonce": (MaskedInfoNCELoss(model, tau=0.02, delta=0.1), False),
         "masked_infonce+roar": (RoarLoss(model, tau=0.02, delta=0.1, tau_a=0.01, beta=0.1), True),
     }
-    data = batches(args.rounds + args.warmup, args.batch, args.docs, args.seed)
+    data, titles = batches(args.rounds + args.warmup, args.batch, args.docs, args.seed)
+    queries = sorted({q for batch in data for q in batch[0]})
+    query_index = {q: i for i, q in enumerate(queries)}
+    prior = LexicalPrior(BM25Retriever(titles.index.tolist(), titles.tolist()), queries, weight=0.3)
+    losses["masked_infonce+roar+bm25_prior"] = (
+        RoarLoss(model, tau=0.02, delta=0.1, tau_a=0.01, beta=0.1, prior=prior),
+        True,
+    )
     times: dict[str, list[float]] = {name: [] for name in losses}
     for r, batch in enumerate(data):
         order = list(losses) if r % 2 == 0 else list(reversed(losses))  # no loss always goes first
         for name in order:
             loss, graded = losses[name]
-            seconds = step(model, loss, opt, batch, graded)
+            seconds = step(model, loss, opt, batch, graded, query_index)
             if r >= args.warmup:
                 times[name].append(seconds)
-        print(f"round {r + 1}/{len(data)}: " + ", ".join(f"{n} {times[n][-1]:.2f}s" for n in losses if times[n]))
+        print(
+            f"round {r + 1}/{len(data)}: " + ", ".join(f"{n} {times[n][-1]:.2f}s" for n in losses if times[n])
+        )
 
     dim = model.get_sentence_embedding_dimension()
     base = statistics.median(times["infonce"])
     result: dict[str, Any] = {
         "benchmark": "loss_step_time",
         "date": dt.date.today().isoformat(),
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads()},
+        "machine": {
+            "platform": platform.platform(),
+            "cpus": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(),
+        },
         "model": "all-MiniLM-L6-v2 (bundled)",
         "data": "home-depot dev judgments" if (HD / "judgments_dev.csv").is_file() else "demo shop",
         "batch_queries": args.batch,
@@ -150,17 +194,30 @@ def main() -> None:
                 "step_seconds_mean": statistics.fmean(ts),
                 "step_seconds_min": min(ts),
                 "relative_to_infonce": statistics.median(ts) / base,
-                "loss_only_seconds_median": loss_only(losses[name][0], args.batch, args.docs, dim, losses[name][1]),
+                "loss_only_seconds_median": loss_only(
+                    losses[name][0],
+                    batch_labels(*losses[name], data[0], query_index),
+                    args.batch,
+                    args.docs,
+                    dim,
+                ),
             }
             for name, ts in times.items()
         },
     }
-    result["overhead_masked_roar_vs_infonce"] = result["losses"]["masked_infonce+roar"]["relative_to_infonce"] - 1
+    result["overhead_masked_roar_vs_infonce"] = (
+        result["losses"]["masked_infonce+roar"]["relative_to_infonce"] - 1
+    )
+    result["overhead_masked_roar_bm25_prior_vs_infonce"] = (
+        result["losses"]["masked_infonce+roar+bm25_prior"]["relative_to_infonce"] - 1
+    )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(args.out, json.dumps(result, indent=2) + "\n")
     for name, r in result["losses"].items():
-        print(f"{name:22s} step {r['step_seconds_median']:.3f}s ({r['relative_to_infonce']:.3f}x)  "
-              f"loss alone {1000 * r['loss_only_seconds_median']:.2f} ms")
+        print(
+            f"{name:32s} step {r['step_seconds_median']:.3f}s ({r['relative_to_infonce']:.3f}x)  "
+            f"loss alone {1000 * r['loss_only_seconds_median']:.2f} ms"
+        )
     print(f"wrote {args.out}")
 
 

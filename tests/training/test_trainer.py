@@ -57,7 +57,7 @@ def test_two_stages_write_a_sentence_transformers_model_that_reproduces_its_dev_
     result = train(train_set, _config(), tmp_path / "run", dev_set=dev_set, show_progress=False)
 
     manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
-    assert set(manifest["stages"]) == {"1", "2"} and manifest["chosen_stage"] in ("1", "2")
+    assert set(manifest["stages"]) == {"1", "2"} and manifest["chosen_stage"] == "2"  # final_model: last_stage
     assert manifest["stages"]["1"]["data"]["mining"]["pairs"] > 0
     assert manifest["stages"]["2"]["data"]["rows"] > 0
     assert manifest["stages"]["2"]["data"]["hard_negatives_added"] > 0  # unjudged, mined by the stage-1 model
@@ -75,6 +75,29 @@ def test_two_stages_write_a_sentence_transformers_model_that_reproduces_its_dev_
     # ~1e-4 on this small dev set (seen on CI).
     for key, value in recorded.items():
         assert again[key] == pytest.approx(value, abs=2e-3)
+
+
+def test_best_dev_keeps_the_stage_with_the_best_dev_ndcg_and_the_last_stage_on_a_tie():
+    from shopsearch.training.trainer import _choose
+
+    def stages(*ndcg):
+        return {str(i + 1): {"dev_final": None if v is None else {"dev_ndcg@10": v}} for i, v in enumerate(ndcg)}
+
+    assert _choose(stages(0.57, 0.56), ["1", "2"]) == "1"
+    assert _choose(stages(0.56, 0.57), ["1", "2"]) == "2"
+    assert _choose(stages(0.56, 0.56), ["1", "2"]) == "2"
+    assert _choose(stages(0.57, None), ["1", "2"]) == "2"  # no dev figures: the last stage
+
+
+def test_final_model_defaults_to_the_last_stage_and_refuses_unknown_policies():
+    from pydantic import ValidationError
+
+    from shopsearch.training.config import TrainConfig
+
+    assert TrainConfig().final_model == "last_stage"
+    assert TrainConfig(final_model="best_dev").final_model == "best_dev"
+    with pytest.raises(ValidationError, match="final_model"):
+        TrainConfig(final_model="best")
 
 
 SCRIPT = textwrap.dedent(

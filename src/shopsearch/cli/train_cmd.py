@@ -57,6 +57,10 @@ def train(
     epochs: Annotated[float | None, typer.Option(help="Stage-1 epochs.")] = None,
     max_steps: Annotated[int | None, typer.Option(help="Stop each stage after N steps (smoke runs).")] = None,
     seed: Annotated[int | None, typer.Option(help="Seed of sampling, mining and initialisation.")] = None,
+    final_model: Annotated[
+        str | None,
+        typer.Option(help="OUTPUT/model: last_stage (default) or best_dev (the stage with the best dev NDCG@10)."),
+    ] = None,
     extra_pairs: Annotated[
         list[Path] | None, typer.Option(help="Extra (query, product_id) pair files, e.g. synthetic pairs; repeatable.")
     ] = None,
@@ -69,8 +73,8 @@ def train(
     config: ConfigOpt = None,
 ) -> None:
     """Train the Siamese dual encoder in two stages — masked InfoNCE with mined hard negatives,
-    then ROAR over graded groups — evaluating on dev after each, and save the best model in the
-    sentence-transformers format (`SentenceTransformer(OUTPUT/model)` opens it). Settings come from
+    then ROAR over graded groups — evaluating on dev during each and keeping each stage's best
+    checkpoint — and save the last stage's model in the sentence-transformers format (`SentenceTransformer(OUTPUT/model)` opens it). Settings come from
     the `train` section of --config, overridden by flags."""
     from shopsearch.training.config import TrainConfig
     from shopsearch.training.trainer import train as run_training
@@ -83,7 +87,7 @@ def train(
     flags = nest_flags({
         "stage": stage, "encoder.base_model": model, "stage1.loss": stage1_loss, "stage2.loss": stage2_loss,
         "stage1.hard_negatives": hard_negatives, "stage1.batch_size": batch_size, "stage1.epochs": epochs,
-        "max_steps": max_steps, "seed": seed, "extra_pairs": extra_pairs, "events": events,
+        "max_steps": max_steps, "seed": seed, "final_model": final_model, "extra_pairs": extra_pairs, "events": events,
         "text_fields": text_field or None,
     })
     try:

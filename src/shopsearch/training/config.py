@@ -197,6 +197,11 @@ class TrainConfig(_Strict):
     encoder: EncoderConfig = Field(default_factory=EncoderConfig)
     text_fields: list[str] = Field(default_factory=lambda: ["title"])
     stage: Literal["1", "2", "both"] = "both"
+    final_model: Literal["last_stage", "best_dev"] = Field(
+        "last_stage",
+        description="which stage's model OUTPUT/model holds when several stages run: last_stage (each stage "
+        "still keeps its own best checkpoint by dev NDCG@10) or best_dev (the stage with the best dev NDCG@10)",
+    )
     seed: int = 0
     stage1: Stage1Settings = Field(default_factory=Stage1Settings)
     stage2: Stage2Settings = Field(default_factory=Stage2Settings)

@@ -8,7 +8,8 @@ code the ``eval`` command uses. The best checkpoint is kept by its NDCG@10.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -50,7 +51,11 @@ class ModelEncoder:
         device_type = "cuda" if next(self.model.parameters()).is_cuda else "cpu"
         try:
             # float32 even inside the trainer's bf16 autocast, unless asked (see the class docstring)
-            with torch.inference_mode(), torch.autocast(device_type, dtype=torch.bfloat16, enabled=self.bf16):
+            with (
+                torch.inference_mode(),
+                torch.autocast(device_type, dtype=torch.bfloat16, enabled=self.bf16),
+                _unwrapped_forward(self.model, enabled=not self.bf16),
+            ):
                 vecs = self.model.encode(
                     list(texts),
                     batch_size=self.batch_size,
@@ -62,6 +67,27 @@ class ModelEncoder:
         finally:
             self.model.train(was_training)
         return np.ascontiguousarray(vecs, dtype=np.float32)
+
+
+@contextmanager
+def _unwrapped_forward(model: Any, *, enabled: bool) -> Iterator[None]:
+    """Run ``model`` with its own ``forward`` for the duration, not accelerate's mixed-precision one.
+
+    Under bf16, ``Accelerator.prepare`` replaces the model's ``forward`` with one that enters
+    ``torch.autocast`` itself, so an outer ``autocast(enabled=False)`` does not reach it: without
+    this, the trainer's dev figures were bf16 figures that the saved float32 model did not
+    reproduce (up to 1e-3 on embeddings). Accelerate keeps the original as ``_original_forward``.
+    """
+    original = model.__dict__.get("_original_forward") if enabled else None
+    if original is None:
+        yield
+        return
+    wrapped = model.__dict__["forward"]
+    model.forward = original
+    try:
+        yield
+    finally:
+        model.forward = wrapped
 
 
 def dev_pool(dataset: Dataset, pool_size: int | None, seed: int = 0) -> np.ndarray:

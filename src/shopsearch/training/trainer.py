@@ -4,8 +4,9 @@ Both stages run on sentence-transformers' trainer (one code path for CPU, one GP
 ``torchrun``: it is the HF trainer underneath), with shopsearch's losses, its no-duplicates batch
 sampler, the dev evaluator and a JSONL metrics log. Each stage writes checkpoints every
 ``save_steps`` and resumes exactly from the latest one (optimizer, scheduler, RNG, sampler
-position); a finished stage leaves ``stageN/model`` and is skipped on a rerun. The final model is
-the best of the stages' best checkpoints by dev NDCG@10, saved in the sentence-transformers format.
+position); a finished stage leaves ``stageN/model`` (its best checkpoint by dev NDCG@10) and is
+skipped on a rerun. The final model is the last stage's (``final_model: last_stage``) or the best
+stage's by dev NDCG@10 (``best_dev``), saved in the sentence-transformers format.
 """
 
 from __future__ import annotations
@@ -262,7 +263,7 @@ def train(
         stage_models[stage] = done
         shutil.rmtree(stage_dir / "checkpoints", ignore_errors=True)  # the stage is done: free the disk
 
-    chosen = _choose(manifest["stages"], stages)
+    chosen = _choose(manifest["stages"], stages) if config.final_model == "best_dev" else stages[-1]
     final = output / "model"
     from shopsearch.artifacts import atomic_dir
 
@@ -303,7 +304,11 @@ def _best_eval(state: Any) -> dict[str, float] | None:
 
 
 def _choose(stages: dict[str, dict[str, Any]], order: list[str]) -> str:
-    """The stage whose final model has the best dev NDCG@10 (the last stage without dev figures)."""
+    """The stage whose final model has the best dev NDCG@10 (the last stage without dev figures).
+
+    Only under ``final_model: best_dev``. The default keeps the last stage: the dev pool scores the
+    dense model alone, a figure stage 2's BM25 prior deliberately trades for the hybrid's.
+    """
     scored = [(s, (stages[s].get("dev_final") or {}).get("dev_ndcg@10")) for s in order]
     values = [float(v) for _, v in scored if v is not None]
     if len(values) < len(scored):
