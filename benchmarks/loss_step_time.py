@@ -196,7 +196,7 @@ def main() -> None:
                 "relative_to_infonce": statistics.median(ts) / base,
                 "loss_only_seconds_median": loss_only(
                     losses[name][0],
-                    batch_labels(*losses[name], data[0], query_index),
+                    batch_labels(losses[name][0], data[0], losses[name][1], query_index),
                     args.batch,
                     args.docs,
                     dim,
