@@ -74,8 +74,9 @@ def train(
 ) -> None:
     """Train the Siamese dual encoder in two stages — masked InfoNCE with mined hard negatives,
     then ROAR over graded groups — evaluating on dev during each and keeping each stage's best
-    checkpoint — and save the last stage's model in the sentence-transformers format (`SentenceTransformer(OUTPUT/model)` opens it). Settings come from
-    the `train` section of --config, overridden by flags."""
+    checkpoint, and save the last stage's model in the sentence-transformers format
+    (`SentenceTransformer(OUTPUT/model)` opens it). Settings come from the `train` section of
+    --config, overridden by flags."""
     from shopsearch.training.config import TrainConfig
     from shopsearch.training.trainer import train as run_training
 
