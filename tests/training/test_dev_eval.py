@@ -47,3 +47,4 @@ def test_model_encoder_is_float32_on_a_model_accelerate_prepared_for_bf16():
         assert np.abs(ModelEncoder(model, bf16=True).encode(TEXTS) - expected).max() > 1e-4  # mining may use bf16
     finally:
         AcceleratorState._reset_state(reset_partial_state=True)
+
