@@ -76,7 +76,8 @@ def _unwrapped_forward(model: Any, *, enabled: bool) -> Iterator[None]:
     Under bf16, ``Accelerator.prepare`` replaces the model's ``forward`` with one that enters
     ``torch.autocast`` itself, so an outer ``autocast(enabled=False)`` does not reach it: without
     this, the trainer's dev figures were bf16 figures that the saved float32 model did not
-    reproduce (up to 1e-3 on embeddings). Accelerate keeps the original as ``_original_forward``.
+    reproduce (up to 1.2e-3 on the trainer test's embeddings). Accelerate keeps the original as
+    ``_original_forward``.
     """
     original = model.__dict__.get("_original_forward") if enabled else None
     if original is None:
