@@ -14,7 +14,9 @@ the data's README:
   ECIR 2008, "Computing information retrieval performance measures efficiently in the presence of tied
   scores"), each query's metric averaged over ``--permutations`` seeded shuffles of its tie groups.
 
-It also counts the queries whose rank-10 or rank-100 cut splits a tie group. ``--out`` writes the
+It also counts the queries whose rank-10 or rank-100 cut splits a tie group, and the share of the
+judged and of the relevant `dev` products in the first half of the catalogue: catalogue order can
+only beat random tie orders if the order of the ids says something about the labels. ``--out`` writes the
 three systems' per-query figures in the evaluation report's shape, so ``paired_runs.py F MODEL.json
 --systems bm25:random-ties hybrid:w0.50:union`` tests a model against either BM25.
 """
@@ -52,6 +54,11 @@ def split_ties(scores: np.ndarray, cut: int) -> bool:
     """Whether the positive score at rank ``cut`` is shared by a product ranked below the cut."""
     values = np.sort(scores[scores > 0])[::-1]
     return len(values) > cut and values[cut - 1] == values[cut]
+
+
+def first_half_share(positions: np.ndarray, n_products: int) -> float:
+    """Share of the distinct catalogue ``positions`` that lie in the catalogue's first half."""
+    return float((np.unique(positions) < n_products / 2).mean()) if len(positions) else float("nan")
 
 
 def main() -> None:
@@ -103,12 +110,22 @@ def main() -> None:
         print(f"random tie orders, {m}: mean {s.mean():.4f}, sd {s.std(ddof=1):.4f}, "
               f"range {s.min():.4f}..{s.max():.4f} over {len(s)} permutations")
     print(f"queries whose cut splits a tie group: rank 10 {splits[10]}, rank 100 {splits[100]} of {len(qids)}")
+    judged = dev.judgments.df
+    position = pd.Series(np.arange(len(ids)), index=pd.Index(ids).astype(str))
+    first_half = {
+        "judged": first_half_share(position[judged["product_id"].astype(str)].to_numpy(), len(ids)),
+        "relevant": first_half_share(
+            position[judged.loc[judged["grade"] >= scheme.relevant_min, "product_id"].astype(str)].to_numpy(), len(ids)),
+    }
+    print(f"share in the catalogue's first half: judged dev products {first_half['judged']:.3f}, "
+          f"relevant ones {first_half['relevant']:.3f} (0.5 if the order said nothing)")
     if args.out:
         report = {
             "dataset": {"name": "home-depot", "split": "dev", "products": len(ids), "queries": len(qids)},
             "permutations": args.permutations,
             "seed": args.seed,
             "queries_with_split_ties": {f"rank_{c}": n for c, n in splits.items()},
+            "first_half_share": first_half,
             "random_ties_overall_by_permutation": spread,
             "systems": {
                 name: {

@@ -33,6 +33,7 @@ def test_model_encoder_is_float32_on_a_model_accelerate_prepared_for_bf16():
     model = SentenceTransformer(str(default_model_path()), device="cpu")
     model.eval()
     expected = ModelEncoder(model).encode(TEXTS)
+    AcceleratorState._reset_state(reset_partial_state=True)  # an earlier test's trainer may have set another precision
     try:
         accelerator = Accelerator(mixed_precision="bf16", cpu=True)
         if not accelerator.native_amp:
