@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -37,23 +38,23 @@ from shopsearch.artifacts import atomic_write_text
 from shopsearch.data import load_dataset
 from shopsearch.data.render import ProductTextRenderer
 from shopsearch.eval import per_query_metrics, read_trec_run
-from shopsearch.retrieval.bm25 import BM25Retriever
+from shopsearch.retrieval.bm25 import BM25Retriever, top_k
 
 DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "home-depot"
 METRICS = ["ndcg@10", "recall@100", "map@10", "mrr@10"]
 DEPTH = 100
 
 
-def shuffled_top(scores: np.ndarray, key: np.ndarray, k: int) -> np.ndarray:
-    """Rows of the ``k`` best positive ``scores``, ties ordered by ``key`` (a random permutation)."""
-    rows = np.flatnonzero(scores > 0)
-    return rows[np.lexsort((key[rows], -scores[rows]))[:k]]
+def shuffled_top(scores: np.ndarray, order: np.ndarray, k: int) -> np.ndarray:
+    """Rows of the ``k`` best positive ``scores``, ties ordered as the rows appear in ``order`` (a
+    random permutation): shopsearch's own selection (ties by position) run on the permuted scores."""
+    return order[top_k(scores[order], k, positive_only=True)[0]]
 
 
-def split_ties(scores: np.ndarray, cut: int) -> bool:
-    """Whether the positive score at rank ``cut`` is shared by a product ranked below the cut."""
+def split_ties(scores: np.ndarray, cuts: Sequence[int]) -> list[bool]:
+    """For each rank ``cut``: whether the positive score there is shared by a product ranked below it."""
     values = np.sort(scores[scores > 0])[::-1]
-    return len(values) > cut and values[cut - 1] == values[cut]
+    return [len(values) > cut and values[cut - 1] == values[cut] for cut in cuts]
 
 
 def first_half_share(positions: np.ndarray, n_products: int) -> float:
@@ -87,17 +88,18 @@ def main() -> None:
         "bm25:reference": frame(read_trec_run(args.data / "reference" / "bm25_dev.run.gz")),
     }
     rng = np.random.default_rng(args.seed)
-    keys = [rng.permutation(len(ids)) for _ in range(args.permutations)]
-    runs: list[dict[str, list[str]]] = [{} for _ in keys]
+    # argsort of a random permutation: the rows in the order of their random keys
+    orders = [np.argsort(rng.permutation(len(ids))) for _ in range(args.permutations)]
+    runs: list[dict[str, list[str]]] = [{} for _ in orders]
     splits = {10: 0, 100: 0}
     for start in range(0, len(texts), 64):
         block = bm25.score_matrix(texts[start:start + 64], np.arange(len(ids)))
         for offset, scores in enumerate(block):
             q = qids[start + offset]
-            for cut in splits:
-                splits[cut] += int(split_ties(scores, cut))
-            for run, key in zip(runs, keys, strict=True):
-                run[q] = [str(p) for p in ids[shuffled_top(scores, key, DEPTH)]]
+            for cut, split in zip(splits, split_ties(scores, list(splits)), strict=True):
+                splits[cut] += int(split)
+            for run, order in zip(runs, orders, strict=True):
+                run[q] = [str(p) for p in ids[shuffled_top(scores, order, DEPTH)]]
     shuffles = [frame(run) for run in runs]
     systems["bm25:random-ties"] = sum(shuffles[1:], shuffles[0]) / len(shuffles)
     overall = {name: {m: float(f[m].mean()) for m in METRICS} for name, f in systems.items()}

@@ -20,7 +20,7 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory) -> tuple[Path, Path, Path]:
+def run(tmp_path_factory) -> tuple[Path, Path]:
     root = tmp_path_factory.mktemp("decoder")
     shop = root / "shop"
     save_dataset(generate_demo_shop(DemoShopConfig(n_products=160, n_queries=48, seed=7)), shop)
@@ -38,23 +38,18 @@ def run(tmp_path_factory) -> tuple[Path, Path, Path]:
         "  mixed_precision: 'no'\n"
     )
     out = root / "run"
-    from accelerate.state import AcceleratorState
-
-    # The trainer's accelerator state lives for the process: start from none, whatever ran before.
-    AcceleratorState._reset_state(reset_partial_state=True)
     result = CliRunner().invoke(
         cli,
         ["train", "--catalog", str(shop), "--config", str(config), "--dev-fraction", "0.25",
          "--max-steps", "3", "--seed", "1", "--output", str(out)],
         catch_exceptions=False,
     )  # fmt: skip
-    AcceleratorState._reset_state(reset_partial_state=True)
     assert result.exit_code == 0, result.output
-    return out, base, shop
+    return out, base
 
 
 def test_both_stages_train_lora_adapters_with_last_token_pooling(run):
-    out, _, _ = run
+    out, _ = run
     manifest = json.loads((out / "manifest.json").read_text())
     assert set(manifest["stages"]) == {"1", "2"} and manifest["chosen_stage"] == "2"
     assert all(manifest["stages"][s]["steps"] == 3 for s in ("1", "2"))
@@ -69,7 +64,7 @@ def test_both_stages_train_lora_adapters_with_last_token_pooling(run):
 def test_the_saved_model_opens_in_plain_sentence_transformers_and_moved_from_the_base(run):
     from sentence_transformers import SentenceTransformer
 
-    out, base, _ = run
+    out, base = run
     model = SentenceTransformer(str(out / "model"), device="cpu")  # LoRA merged: no peft needed to load
     assert not any("lora" in name for name in model.state_dict())
     assert model.tokenizer.padding_side == "left"

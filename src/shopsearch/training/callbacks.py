@@ -38,8 +38,8 @@ class FinalStepCallback(TrainerCallback):
     """Evaluate and save at the last step too, so the best-checkpoint choice sees the final model
     (the HF trainer only evaluates on multiples of ``eval_steps``); and skip a scheduled evaluation
     and checkpoint that falls within ``min_gap`` x ``eval_steps`` steps of the last step, which
-    evaluates a few steps later anyway (Home Depot's stage 2: 204 steps, ``eval_steps`` 200, one
-    float32 dev evaluation ~1 min on 2 cores)."""
+    evaluates a few steps later anyway (a stage of 204 steps with ``eval_steps`` 200 evaluates once,
+    at 204, not at 200 and 204; a float32 dev evaluation on Home Depot takes ~1 min on 2 cores)."""
 
     def __init__(self, min_gap: float = 0.1) -> None:
         self.min_gap = min_gap
