@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import textwrap
 from pathlib import Path
@@ -33,6 +34,7 @@ def crashy(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv("PYTHONPATH", str(tmp_path))  # the checks' child processes import it from there
 
 
+@pytest.mark.skipif(importlib.util.find_spec("llama_cpp") is None, reason="needs llama-cpp-python (make install)")
 def test_doctor_checks_every_part_of_this_machine(tmp_path):
     out = tmp_path / "doctor.json"
     result = runner.invoke(cli, ["doctor", "--json", str(out)])
