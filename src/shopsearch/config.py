@@ -165,7 +165,7 @@ def read_config_file(path: str | Path | None) -> dict[str, Any]:
 
 # Sections validated by their own command's settings (e.g. training.config.TrainConfig), so that one
 # file can configure every step; a section in neither place is still an error.
-COMMAND_SECTIONS = frozenset({"train", "synth", "serve", "ab"})
+COMMAND_SECTIONS = frozenset({"train", "reranker", "synth", "serve", "ab"})
 
 
 def merge_settings(path: str | Path | None, **overrides: dict[str, Any]) -> ShopsearchConfig:

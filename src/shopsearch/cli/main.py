@@ -16,6 +16,7 @@ from shopsearch.cli import (
     eval_cmd,
     index_cmd,
     model_cmd,
+    reranker_cmd,
     sbs_cmd,
     search_cmd,
     serve_cmd,
@@ -42,6 +43,7 @@ cli.add_typer(index_cmd.app, name="index")
 cli.command("search")(search_cmd.search)
 cli.command("eval")(eval_cmd.evaluate)
 cli.command("train")(train_cmd.train)
+cli.command("train-reranker")(reranker_cmd.train_reranker)
 cli.add_typer(model_cmd.app, name="model")
 cli.command("demo")(demo_cmd.demo)
 cli.command("doctor")(doctor_cmd.doctor)

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from shopsearch.config import ShopsearchConfig
+from shopsearch.data.errors import ShopsearchError
 from shopsearch.data.render import ProductTextRenderer
 from shopsearch.data.schema import Dataset
 from shopsearch.eval.protocols import evaluate
@@ -35,14 +36,24 @@ def term_idf(texts: Sequence[str]) -> dict[str, float]:
     return {term: math.log(1.0 + (n - d + 0.5) / (d + 0.5)) for term, d in df.items()}
 
 
-def systems_from_index(specs: Sequence[str], index_dir: str | Path, texts_fallback: Sequence[str] | None = None) -> dict[str, Retriever]:
+def systems_from_index(specs: Sequence[str], index_dir: str | Path, texts_fallback: Sequence[str] | None = None,
+                       text_ids: Sequence[str] | np.ndarray | None = None) -> dict[str, Retriever]:
     """Named systems served by an index directory. ``dense:MODEL`` specs (another encoder than the
     index's) are encoded in memory over the index's products; a hybrid fuses BM25 with the first
-    dense system of the list, as :func:`~shopsearch.retrieval.systems.build_systems` does."""
+    dense system of the list, as :func:`~shopsearch.retrieval.systems.build_systems` does.
+    ``texts_fallback`` are the product texts (for ``dense:MODEL``, ``+spell`` and ``>rerank:``), in the
+    index's product order or, with ``text_ids``, in that order of ids."""
     from shopsearch.retrieval.fusion import HybridRetriever
     from shopsearch.retrieval.store import load_index
 
     bundle = load_index(index_dir)
+    if texts_fallback is not None and text_ids is not None:
+        text_of = {str(p): t for p, t in zip(text_ids, texts_fallback, strict=True)}
+        missing = [str(p) for p in bundle.product_ids if str(p) not in text_of]
+        if missing:
+            raise ShopsearchError(f"index {index_dir} holds {len(missing)} products the catalogue lacks "
+                                  f"(e.g. {missing[0]!r}): evaluate with the catalogue it was built from")
+        texts_fallback = [text_of[str(p)] for p in bundle.product_ids]
     parsed = [parse_system(s) for s in specs]
     bases = list(dict.fromkeys(s.base for s in parsed))
     systems: dict[str, Retriever] = {}
@@ -59,9 +70,9 @@ def systems_from_index(specs: Sequence[str], index_dir: str | Path, texts_fallba
             dense = systems[first_dense] if first_dense else bundle.retriever("dense")
             bm25 = systems.get("bm25") or bundle.retriever("bm25")
             systems[spec.name] = HybridRetriever([bm25, dense], **spec.hybrid_options())
-    if any(s.spell for s in parsed) and texts_fallback is None:
-        raise ValueError("+spell systems need the product texts to build the spelling corrector")
-    return with_spelling(parsed, systems, texts_fallback or [])
+    if any(s.spell or s.rerank for s in parsed) and texts_fallback is None:
+        raise ValueError("+spell and >rerank: systems need the product texts")
+    return with_spelling(parsed, systems, texts_fallback or [], bundle.product_ids if texts_fallback else None)
 
 
 def run_evaluation(
@@ -76,7 +87,7 @@ def run_evaluation(
     renderer = ProductTextRenderer(fields=tuple(settings.data.text_fields))
     texts = renderer.render(dataset.catalog)
     if index_dir is not None:
-        systems = systems_from_index(ev.systems, index_dir, texts)
+        systems = systems_from_index(ev.systems, index_dir, texts, dataset.catalog.ids)
     else:
         systems = build_systems(
             ev.systems,

@@ -172,7 +172,7 @@ def rankings_from_systems(
     unique = list(dict.fromkeys(specs))  # the same spec twice (an A/A test) is built once
     texts = ProductTextRenderer(fields=tuple(text_fields)).render(dataset.catalog)
     if index_dir is not None:
-        systems = systems_from_index(unique, index_dir, texts)
+        systems = systems_from_index(unique, index_dir, texts, dataset.catalog.ids)
     else:
         systems = build_systems(unique, dataset.catalog.ids, texts, show_progress=show_progress)
     by_spec = dict(zip(unique, systems.values(), strict=True))

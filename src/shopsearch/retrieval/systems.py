@@ -9,6 +9,8 @@ dense system of the list (the default encoder when the list has none), so ``--sy
 dense:my-model --system hybrid`` compares the fused model with its parts. Each product text is
 encoded once per encoder. Any spec followed by ``+spell`` (``bm25+spell``, ``hybrid+spell``) is the
 same system searched with spelling-corrected queries (:mod:`shopsearch.retrieval.spelling`).
+Any spec followed by ``>rerank:PATH@N`` (``hybrid>rerank:runs/ce/model@50``) is that system with its
+top N re-ranked by the cross-encoder at PATH (:mod:`shopsearch.retrieval.rerank`; N defaults to 50).
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ if TYPE_CHECKING:
 
 
 SPELL_SUFFIX = "+spell"
+RERANK_MARK = ">rerank:"
+DEFAULT_RERANK_DEPTH = 50
 
 
 @dataclass(frozen=True)
@@ -38,6 +42,8 @@ class SystemSpec:
     model: str | None = None  # dense: encoder path or name
     fusion: Literal["rrf", "weighted", "coverage"] = "weighted"  # hybrid
     spell: bool = False  # queries spelling-corrected against the catalogue first
+    rerank: str | None = None  # a cross-encoder directory re-ranking this system's top rerank_depth
+    rerank_depth: int = DEFAULT_RERANK_DEPTH
 
     def hybrid_options(self) -> dict[str, Any]:
         """:class:`~shopsearch.retrieval.fusion.HybridRetriever` keyword arguments of a hybrid spec."""
@@ -47,26 +53,46 @@ class SystemSpec:
 
     @property
     def name(self) -> str:
-        return self._base_name + SPELL_SUFFIX if self.spell else self._base_name
+        first = self._base_name + SPELL_SUFFIX if self.spell else self._base_name
+        if self.rerank is None:
+            return first
+        return f"{first}{RERANK_MARK}{_model_label(self.rerank)}@{self.rerank_depth}"
+
+    @property
+    def first_stage(self) -> SystemSpec:
+        """The system without its re-ranker."""
+        return replace(self, rerank=None, rerank_depth=DEFAULT_RERANK_DEPTH)
 
     @property
     def base(self) -> SystemSpec:
-        """The same system without spelling correction."""
-        return replace(self, spell=False)
+        """The first stage without spelling correction."""
+        return replace(self.first_stage, spell=False)
 
     @property
     def _base_name(self) -> str:
         if self.kind == "dense" and self.model:
-            path = Path(self.model)
-            # a training run's model sits in RUN/model: name it after the run
-            return f"dense:{path.parent.name if path.name == 'model' and path.parent.name else path.name or self.model}"
+            return f"dense:{_model_label(self.model)}"
         if self.kind == "hybrid" and self.fusion != "weighted":
             return f"hybrid:{self.fusion}"
         return self.kind
 
 
+def _model_label(model: str) -> str:
+    """A model's short name in system names: a training run's model sits in RUN/model, named after RUN."""
+    path = Path(model)
+    return path.parent.name if path.name == "model" and path.parent.name else path.name or model
+
+
 def parse_system(spec: str) -> SystemSpec:
     text = spec.strip()
+    first, mark, rerank = text.partition(RERANK_MARK)
+    if mark:
+        path, at, depth = rerank.rpartition("@")
+        if not at or not depth.isdigit():
+            path, depth = rerank, str(DEFAULT_RERANK_DEPTH)
+        if not path or int(depth) < 1:
+            raise ShopsearchError(f"system {spec!r}: write FIRST>rerank:MODEL_PATH@N with N >= 1 (e.g. hybrid>rerank:runs/ce/model@50)")
+        return replace(parse_system(first), rerank=path, rerank_depth=int(depth))
     if text.lower().endswith(SPELL_SUFFIX):
         return replace(parse_system(text[: -len(SPELL_SUFFIX)]), spell=True)
     kind, _, arg = text.partition(":")
@@ -79,7 +105,7 @@ def parse_system(spec: str) -> SystemSpec:
         return SystemSpec("hybrid", fusion="weighted" if arg == "" else arg)  # type: ignore[arg-type]
     raise ShopsearchError(
         f"unknown system {spec!r}; use bm25, dense, dense:MODEL_PATH, hybrid, hybrid:rrf or hybrid:coverage, "
-        "each optionally followed by +spell"
+        "each optionally followed by +spell and by >rerank:MODEL_PATH@N"
     )
 
 
@@ -128,19 +154,35 @@ def build_systems(
             base[s.name] = get_dense(s.model)
         else:
             base[s.name] = HybridRetriever([get_bm25(), get_dense(first_dense_model)], **s.hybrid_options())
-    return with_spelling(parsed, base, texts)
+    return with_spelling(parsed, base, texts, product_ids)
 
 
-def with_spelling(parsed: Sequence[SystemSpec], base: dict[str, Retriever], texts: Sequence[str]) -> dict[str, Retriever]:
-    """``parsed`` by name, each taken from ``base`` (systems by their names without ``+spell``), the
-    ``+spell`` ones behind one spelling corrector built from ``texts``."""
+def with_spelling(parsed: Sequence[SystemSpec], base: dict[str, Retriever], texts: Sequence[str],
+                  product_ids: Sequence[str] | np.ndarray | None = None) -> dict[str, Retriever]:
+    """``parsed`` by name, each built on ``base`` (first stages by their names without ``+spell``): the
+    ``+spell`` ones behind one spelling corrector built from ``texts``, the ``>rerank:`` ones behind
+    their cross-encoder, which reads ``texts`` (aligned with ``product_ids``)."""
+    from shopsearch.retrieval.rerank import CrossEncoderReranker, RerankedRetriever
     from shopsearch.retrieval.spelling import CatalogSpellCorrector, SpellCorrectedRetriever
 
     corrector = CatalogSpellCorrector(texts) if any(s.spell for s in parsed) else None
+    rerankers: dict[str, CrossEncoderReranker] = {}
+    text_of: dict[str, str] | None = None
     systems: dict[str, Retriever] = {}
     for s in parsed:
         if s.name in systems:
             raise ShopsearchError(f"system {s.name!r} given twice")
-        inner = base[s.base.name]
-        systems[s.name] = SpellCorrectedRetriever(inner, corrector, s.name) if corrector and s.spell else inner
+        first = base[s.base.name]
+        if corrector and s.spell:
+            first = SpellCorrectedRetriever(first, corrector, s.first_stage.name)
+        if s.rerank is None:
+            systems[s.name] = first
+            continue
+        if product_ids is None or len(product_ids) != len(texts):
+            raise ValueError("re-ranked systems need the product texts with their ids")
+        if text_of is None:
+            text_of = {str(p): t for p, t in zip(product_ids, texts, strict=True)}
+        if s.rerank not in rerankers:
+            rerankers[s.rerank] = CrossEncoderReranker(s.rerank)
+        systems[s.name] = RerankedRetriever(first, rerankers[s.rerank], text_of, depth=s.rerank_depth, name=s.name)
     return systems

@@ -23,15 +23,15 @@ from shopsearch.synthesis.judges.calibration import (
     calibrate_judge,
     calibrate_threshold,
 )
-from shopsearch.synthesis.judges.cross_encoder import CrossEncoderJudge, new_cross_encoder
+from shopsearch.synthesis.judges.cross_encoder import CrossEncoderJudge
 from shopsearch.synthesis.judges.embedding import EmbeddingCache, EmbeddingJudge
 from shopsearch.synthesis.judges.pairs import classifier_training_pairs, judged_pairs, product_text_map
 from shopsearch.synthesis.judges.training import (
     ClassifierRun,
     ClassifierTrainConfig,
-    LengthGroupedBatchSampler,
     train_relevance_classifier,
 )
+from shopsearch.training.cross_encoder import LengthGroupedBatchSampler, new_cross_encoder
 
 __all__ = [
     "CallableJudge",

@@ -4,7 +4,8 @@ METHOD.md part B, step 5 scores every synthetic (ORIGINAL query, product) pair w
 business-specific relevance classifier"; step 2 uses the same classifier to count good products in a
 rewrite's top-K. The model is a sentence-transformers ``CrossEncoder`` with one logit, fine-tuned from
 the bundled all-MiniLM-L6-v2 by :func:`~shopsearch.synthesis.judges.training.train_relevance_classifier`;
-its score is sigmoid(logit) in [0, 1]. A saved classifier is a plain CrossEncoder directory
+its score is sigmoid(logit) in [0, 1]. It is trained by the same core as the re-ranker
+(:mod:`shopsearch.training.cross_encoder`). A saved classifier is a plain CrossEncoder directory
 (``CrossEncoder(path)`` opens it) plus ``shopsearch_judge.json`` (the calibrated threshold and how it
 was obtained) and a checksummed ``manifest.json``.
 """
@@ -19,7 +20,6 @@ from typing import Any
 import numpy as np
 
 from shopsearch.artifacts import read_manifest
-from shopsearch.retrieval.encoder import resolve_model
 from shopsearch.synthesis.judges.base import JudgeError, check_pairs
 
 MANIFEST_KIND = "relevance-classifier"
@@ -39,20 +39,6 @@ def cross_encoder_class() -> Any:
             f"has {sentence_transformers.__version__}: pip install -U 'sentence-transformers>=4'"
         ) from None
     return CrossEncoder
-
-
-def new_cross_encoder(base_model: str | Path | None = None, *, max_length: int = 64, device: str | None = None) -> Any:
-    """A ``CrossEncoder`` with one output logit from a local model directory (bundled MiniLM by default).
-
-    From a bi-encoder directory sentence-transformers keeps the transformer body and draws a new
-    classification head, so seed torch before calling this for reproducible runs.
-    """
-    cls = cross_encoder_class()
-    _, path = resolve_model(base_model)
-    try:
-        return cls(str(path), num_labels=1, max_length=max_length, device=device, local_files_only=True)
-    except Exception as exc:  # OSError, ValueError, safetensors errors...
-        raise JudgeError(f"could not build a cross-encoder from {path}: {exc}") from exc
 
 
 class CrossEncoderJudge:

@@ -1,0 +1,92 @@
+"""The re-ranker's training on a tiny demo shop: mined hard negatives, dev selection, resume, the CLI."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from shopsearch.cli.main import cli
+from shopsearch.cli.train_cmd import split_by_query
+from shopsearch.data.demo import DemoShopConfig, generate_demo_shop
+from shopsearch.data.render import ProductTextRenderer
+from shopsearch.data.store import save_dataset
+from shopsearch.retrieval.systems import build_systems
+from shopsearch.training.reranker import RerankerConfig, mine_pairs, train_reranker
+
+SMALL = {"batch_size": 16, "max_seq_length": 48, "negatives_per_query": 3, "mining_depth": 10,
+         "rerank_depth": 10, "dev_queries": 12, "logging_steps": 5, "max_pairs": 192}
+
+
+@pytest.fixture(scope="module")
+def shop():
+    dataset = generate_demo_shop(DemoShopConfig(n_products=300, n_queries=60, seed=5))
+    train, dev = split_by_query(dataset, 0.25, 0)
+    texts = ProductTextRenderer().render(dataset.catalog)
+    bm25 = build_systems(["bm25"], dataset.catalog.ids, texts, show_progress=False)["bm25"]
+    return dataset, train, dev, bm25, dict(zip(dataset.catalog.ids, texts, strict=True))
+
+
+def test_mined_pairs_hold_every_judgment_and_unjudged_top_products_as_zeros(shop):
+    _, train, _, bm25, texts = shop
+    pairs = mine_pairs(train, bm25, texts, RerankerConfig(**SMALL))
+    judged = train.judgments.df
+    assert int(pairs["judged"].sum()) == len(judged)
+    assert np.allclose(pairs.loc[pairs["judged"], "label"].to_numpy(),
+                       pairs.loc[pairs["judged"], "grade"].to_numpy() / train.scheme.max_grade)
+    mined = pairs[~pairs["judged"]]
+    assert len(mined) > 0 and (mined["label"] == 0).all() and (mined["grade"] == -1).all()
+    assert mined.groupby("query_id").size().max() <= 3
+    seen = set(zip(judged["query_id"].astype(str), judged["product_id"].astype(str), strict=True))
+    assert not any((q, p) in seen for q, p in zip(mined["query_id"], mined["product_id"], strict=True))
+    # each mined product is in its query's BM25 top 10
+    table = train.queries.df.set_index("query_id")["text"]
+    q = mined["query_id"].iloc[0]
+    top = set(bm25.search([table[q]], 10).ids[0])
+    assert set(mined.loc[mined["query_id"] == q, "product_id"]) <= top
+
+
+def test_training_keeps_the_best_dev_checkpoint_and_resumes_from_its_pairs(shop, tmp_path):
+    _, train, dev, bm25, _ = shop
+    config = RerankerConfig(**SMALL, eval_steps=4)
+    figures = train_reranker(train, bm25, tmp_path / "run", config, dev=dev, show_progress=False)
+    run = tmp_path / "run"
+    history = json.loads((run / "dev_history.json").read_text())
+    assert [h["step"] for h in history][:2] == [4, 8] and history[-1]["step"] == figures["steps"]
+    best = max(history, key=lambda h: h["ndcg@10"])
+    assert figures["dev"]["kept_step"] == best["step"] and figures["dev"]["reranked_ndcg@10"] == best["ndcg@10"]
+    assert 0 < figures["dev"]["first_stage_ndcg@10"] <= 1
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert manifest["kind"] == "reranker" and manifest["first_stage"] == "bm25"
+
+    from sentence_transformers.cross_encoder import CrossEncoder
+
+    model = CrossEncoder(str(run / "model"), local_files_only=True)  # a plain CrossEncoder directory
+    assert model.num_labels == 1
+    pairs = pd.read_parquet(run / "pairs.parquet")
+    assert len(pairs) == figures["pairs"] and figures["pairs_trained"] == 192
+    again = train_reranker(train, bm25, run, config.model_copy(update={"epochs": 2.0}), dev=dev, resume=True,
+                           show_progress=False)
+    assert again["pairs"] == figures["pairs"] and again["steps"] > figures["steps"]  # continued, same pairs
+
+
+def test_the_cli_trains_a_reranker_that_eval_then_uses(shop, tmp_path):
+    dataset = shop[0]
+    data = save_dataset(dataset, tmp_path / "data")
+    runner = CliRunner()
+    result = runner.invoke(cli, ["train-reranker", "--catalog", str(data), "--format", "shopsearch",
+                                 "--dev-fraction", "0.25", "--first-stage", "bm25", "--negatives", "2",
+                                 "--mining-depth", "10", "--rerank-depth", "10", "--batch-size", "16", "--epochs", "0.2",
+                                 "--output", str(tmp_path / "ce")], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert "re-ranked top 10" in result.output
+    report = tmp_path / "report.json"
+    result = runner.invoke(cli, ["eval", "--catalog", str(data), "--format", "shopsearch", "--system", "bm25",
+                                 "--system", f"bm25>rerank:{tmp_path / 'ce' / 'model'}@10", "--n-resamples", "200",
+                                 "--json", str(report)], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    systems = json.loads(report.read_text())["systems"]
+    assert list(systems) == ["bm25", "bm25>rerank:ce@10"]
