@@ -152,10 +152,12 @@ def measure_pairs_per_second(model: Any, pairs: pd.DataFrame, batch_size: int, n
 
 
 class TimeBudget:
-    """A trainer callback that stops training after ``seconds`` (the step in progress finishes)."""
+    """A trainer callback that stops training after ``seconds`` of it (the step in progress finishes);
+    ``excluded()`` is time inside the loop that is not training (dev evaluations)."""
 
-    def __init__(self, seconds: float | None) -> None:
+    def __init__(self, seconds: float | None, excluded: Callable[[], float] = lambda: 0.0) -> None:
         self.seconds = seconds
+        self.excluded = excluded
         self.stopped_at_step: int | None = None
 
     def callback(self) -> Any:
@@ -170,7 +172,8 @@ class TimeBudget:
                 self.start = time.monotonic()
 
             def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-                if budget.seconds is not None and time.monotonic() - self.start > budget.seconds:
+                spent = time.monotonic() - self.start - budget.excluded()
+                if budget.seconds is not None and spent > budget.seconds:
                     control.should_training_stop = True
                     budget.stopped_at_step = state.global_step
 
@@ -184,10 +187,13 @@ class _DevSelection:
         self.model, self.evaluate, self.every = model, evaluate, every
         self.best: dict[str, Any] | None = None
         self.last_step: int | None = None
+        self.seconds = 0.0
 
     def run(self, step: int) -> None:
         self.last_step = step
+        start = time.monotonic()
         value = self.evaluate(step)
+        self.seconds += time.monotonic() - start
         if self.best is None or value > self.best["value"]:
             state = {k: v.detach().cpu().clone() for k, v in self.model.model.state_dict().items()}
             self.best = {"step": step, "value": round(value, 6), "state": state}
@@ -253,8 +259,8 @@ def fit_cross_encoder(
         "product": pairs["product_text"].tolist(),
         "label": pairs["label"].astype(float).tolist(),
     })
-    budget = TimeBudget(config.time_budget_s)
     selection = _DevSelection(model, evaluate, eval_steps) if evaluate is not None else None
+    budget = TimeBudget(config.time_budget_s, excluded=lambda: selection.seconds if selection else 0.0)
     callbacks = [budget.callback()] + ([selection.callback()] if selection else [])
     with tempfile.TemporaryDirectory(prefix="shopsearch-ce-") as scratch:
         out_dir = str(checkpoints) if checkpoints is not None else scratch
@@ -291,6 +297,7 @@ def fit_cross_encoder(
         "steps": int(out.global_step), "seconds": round(seconds, 1),
         "stopped_by_time_budget": budget.stopped_at_step is not None,
         "train_loss": float(out.training_loss), "logged_losses": [float(x) for x in losses],
+        "dev_seconds": round(selection.seconds, 1) if selection else 0.0,
     }
     if selection is not None:
         figures["best"] = selection.best
