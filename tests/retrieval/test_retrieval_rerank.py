@@ -105,3 +105,40 @@ def test_a_saved_cross_encoder_reranks_a_built_system(tiny_cross_encoder, catalo
 def test_a_missing_reranker_is_a_clear_error(tmp_path):
     with pytest.raises(ShopsearchError, match="is not a directory"):
         CrossEncoderReranker(tmp_path / "nope")
+
+
+class FavouriteReranker:
+    """Scores p3 far above every other product: a cross-encoder sure of one hit."""
+
+    fusion_weight = 0.5
+
+    def score(self, queries: Sequence[str], texts: Sequence[str]) -> np.ndarray:
+        return np.array([10.0 if t == "product 3" else 0.0 for t in texts], dtype=np.float32)
+
+
+@pytest.mark.parametrize(("weight", "order"), [
+    (0.0, ["p0", "p1", "p2", "p3"]),  # the first stage alone
+    (0.5, ["p0", "p3", "p1", "p2"]),  # z-scores: 0.5*(1.34, 0.45, -0.45, -1.34) + 0.5*(-0.58, -0.58, -0.58, 1.73)
+    (1.0, ["p3", "p0", "p1", "p2"]),  # the cross-encoder alone, its ties in first-stage order
+    (None, ["p3", "p0", "p1", "p2"]),
+])
+def test_fusion_weighs_the_cross_encoder_against_the_first_stage(weight, order):
+    system = RerankedRetriever(FixedFirstStage(4), FavouriteReranker(), TEXTS, depth=4, fusion_weight=weight)
+    result = system.search(["q"], 4)
+    assert result.ids[0].tolist() == order
+    assert np.all(np.diff(result.scores[0]) <= 0)
+
+
+def test_the_fusion_weight_defaults_to_the_models_own_and_is_checked(tmp_path):
+    from shopsearch.retrieval.rerank import FUSION_FILE, read_fusion_weight
+
+    assert RerankedRetriever(FixedFirstStage(4), FavouriteReranker(), TEXTS, depth=4).fusion_weight == 0.5
+    assert RerankedRetriever(FixedFirstStage(4), DigitReranker(), TEXTS, depth=4).fusion_weight is None
+    assert read_fusion_weight(tmp_path) is None
+    (tmp_path / FUSION_FILE).write_text('{"fusion_weight": 0.3}')
+    assert read_fusion_weight(tmp_path) == 0.3
+    (tmp_path / FUSION_FILE).write_text('{"fusion_weight": 3}')
+    with pytest.raises(ShopsearchError, match="fusion_weight"):
+        read_fusion_weight(tmp_path)
+    with pytest.raises(ShopsearchError, match="fusion_weight"):
+        RerankedRetriever(FixedFirstStage(4), DigitReranker(), TEXTS, fusion_weight=1.5)

@@ -14,8 +14,9 @@ from shopsearch.cli.train_cmd import split_by_query
 from shopsearch.data.demo import DemoShopConfig, generate_demo_shop
 from shopsearch.data.render import ProductTextRenderer
 from shopsearch.data.store import save_dataset
+from shopsearch.retrieval.rerank import CrossEncoderReranker
 from shopsearch.retrieval.systems import build_systems
-from shopsearch.training.reranker import RerankerConfig, mine_pairs, train_reranker
+from shopsearch.training.reranker import FUSION_GRID, RerankerConfig, mine_pairs, train_reranker
 
 SMALL = {"batch_size": 16, "max_seq_length": 48, "negatives_per_query": 3, "mining_depth": 10,
          "rerank_depth": 10, "dev_queries": 12, "logging_steps": 5, "max_pairs": 192}
@@ -66,6 +67,13 @@ def test_training_keeps_the_best_dev_checkpoint_and_resumes_from_its_pairs(shop,
 
     model = CrossEncoder(str(run / "model"), local_files_only=True)  # a plain CrossEncoder directory
     assert model.num_labels == 1
+    # the fusion weight is chosen on dev over the grid, stored with the model, and read back by the reranker
+    fusion = figures["dev"]["fusion"]
+    assert fusion["fusion_weight"] in FUSION_GRID and set(fusion["curve"]) == {str(w) for w in FUSION_GRID}
+    assert fusion["dev_ndcg@10"] == max(fusion["curve"].values())
+    assert fusion["curve"]["1.0"] == pytest.approx(figures["dev"]["reranked_ndcg@10"], abs=1e-5)
+    assert fusion["curve"]["0.0"] == pytest.approx(figures["dev"]["first_stage_ndcg@10"], abs=1e-5)
+    assert CrossEncoderReranker(run / "model").fusion_weight == fusion["fusion_weight"]
     pairs = pd.read_parquet(run / "pairs.parquet")
     assert len(pairs) == figures["pairs"] and figures["pairs_trained"] == 192
     again = train_reranker(train, bm25, run, config.model_copy(update={"epochs": 2.0}), dev=dev, resume=True,

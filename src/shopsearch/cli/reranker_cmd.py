@@ -101,3 +101,7 @@ def train_reranker(
     if dev:
         console.print(f"dev NDCG@10 over {dev['queries']} queries: {cfg.first_stage} {dev['first_stage_ndcg@10']:.4f}"
                       f" -> re-ranked top {cfg.rerank_depth} {dev['reranked_ndcg@10']:.4f} (step {dev['kept_step']})")
+        fusion = dev.get("fusion")
+        if fusion:
+            console.print(f"fused with the first stage (weight {fusion['fusion_weight']}, stored with the model): "
+                          f"{fusion['dev_ndcg@10']:.4f}")

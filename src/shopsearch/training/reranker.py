@@ -18,7 +18,9 @@ budget) is :mod:`shopsearch.training.cross_encoder`, shared with the synthesis r
 Selection. ``eval_steps`` apart, the first stage's top ``rerank_depth`` of ``dev_queries`` dev queries is
 re-ranked and scored by NDCG@10 under the full-corpus protocol; the best checkpoint is the model kept
 (``RUN/model``, a plain ``CrossEncoder(path)`` directory), its dev figure next to the first stage's in
-the manifest.
+the manifest. Then the weight w of the fusion with the first stage's scores
+(:mod:`shopsearch.retrieval.rerank`) is chosen on the same dev queries over ``FUSION_GRID`` (w = 1 is
+the cross-encoder alone) and stored with the model, so every consumer of the spec uses it.
 """
 
 from __future__ import annotations
@@ -39,11 +41,12 @@ from shopsearch.data.render import ProductTextRenderer
 from shopsearch.data.schema import Dataset
 from shopsearch.eval.metrics import per_query_metrics
 from shopsearch.retrieval.base import NO_ID, Retriever
-from shopsearch.retrieval.rerank import RerankedRetriever
+from shopsearch.retrieval.rerank import FUSION_FILE, RerankedRetriever
 from shopsearch.training.cross_encoder import CrossEncoderFitConfig, fit_cross_encoder, new_cross_encoder
 
 MANIFEST_KIND = "reranker"
 PAIRS_FILE = "pairs.parquet"
+FUSION_GRID = tuple(round(0.1 * i, 1) for i in range(11))
 
 
 class RerankerConfig(CrossEncoderFitConfig):
@@ -165,10 +168,21 @@ def train_reranker(
                                  evaluate=evaluate if dev is not None else None, eval_steps=config.eval_steps)
     first_ndcg = dev_ndcg(first_stage, dev, dev_ids) if dev is not None else None
     best = training.pop("best", None)
+    if best is not None:
+        model.model.load_state_dict(best["state"])
+    fusion: dict[str, Any] | None = None
+    if dev is not None:
+        scorer = _MemoScorer(_ModelScorer(model, config.batch_size * 2))  # one scoring for the whole grid
+        curve = {w: round(dev_ndcg(RerankedRetriever(first_stage, scorer, dev_texts, depth=config.rerank_depth,
+                                                     fusion_weight=w), dev, dev_ids), 6) for w in FUSION_GRID}
+        weight = max(curve, key=lambda w: (curve[w], w))
+        fusion = {"fusion_weight": weight, "dev_ndcg@10": curve[weight], "first_stage": first_stage.name,
+                  "rerank_depth": config.rerank_depth, "dev_queries": len(dev_ids),
+                  "curve": {str(w): v for w, v in curve.items()}}
     with atomic_dir(out / "model", overwrite=True) as tmp:
-        if best is not None:
-            model.model.load_state_dict(best["state"])
         model.save_pretrained(str(tmp))
+        if fusion is not None:
+            (Path(tmp) / FUSION_FILE).write_text(json.dumps(fusion, indent=2) + "\n", encoding="utf-8")
     figures = {
         "mining_seconds": round(mining_s, 1),
         "pairs": len(pairs), "judged_pairs": int(pairs["judged"].sum()),
@@ -176,11 +190,26 @@ def train_reranker(
         "dev": None if dev is None else {
             "queries": len(dev_ids), "first_stage_ndcg@10": round(float(first_ndcg or 0.0), 6),
             "reranked_ndcg@10": best["value"] if best else None, "kept_step": best["step"] if best else None,
-            "history": history},
+            "history": history, "fusion": fusion},
     }
     write_manifest(out, MANIFEST_KIND, config=config.model_dump(mode="json"), first_stage=first_stage.name,
                    training=figures, data={"train": train.summary(), "dev": dev.summary() if dev else None})
     return figures
+
+
+class _MemoScorer:
+    """Remembers each (query, text) pair's score: the fusion grid re-ranks the same heads many times."""
+
+    def __init__(self, scorer: Any) -> None:
+        self.scorer = scorer
+        self.memo: dict[tuple[str, str], float] = {}
+
+    def score(self, queries: Sequence[str], texts: Sequence[str]) -> np.ndarray:
+        todo = list(dict.fromkeys(p for p in zip(queries, texts, strict=True) if p not in self.memo))
+        if todo:
+            fresh = self.scorer.score([q for q, _ in todo], [t for _, t in todo])
+            self.memo.update(zip(todo, (float(x) for x in fresh), strict=True))
+        return np.array([self.memo[p] for p in zip(queries, texts, strict=True)], dtype=np.float32)
 
 
 class _ModelScorer:
