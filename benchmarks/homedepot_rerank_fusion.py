@@ -1,0 +1,92 @@
+"""Re-ranking on Home Depot `dev`: the first stage, the cross-encoder alone, and their z-score fusion.
+
+    .venv/bin/python benchmarks/homedepot_rerank_fusion.py --index INDEX --model RERANKER [--first hybrid]
+        [--depth 50] [--out F]
+
+Full corpus, the protocol of ``../shared/data/home-depot/README.md``, every `dev` query. The first stage
+(any system spec the index serves) retrieves the top ``--depth`` of each query once; the cross-encoder
+scores those pairs once (cached next to the output as ``.npy``); then the head is ordered by
+``w * z(ce) + (1 - w) * z(first)`` (:func:`shopsearch.retrieval.rerank.fuse_head`) for w over 0..1.
+w = 0 is the first stage, w = 1 the cross-encoder alone. Reports NDCG@10 per w, the pairs scored and
+the cross-encoder's pairs per second.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+
+from shopsearch.cli.common import load_data
+from shopsearch.config import DataSettings
+from shopsearch.data.render import ProductTextRenderer
+from shopsearch.eval.metrics import per_query_metrics
+from shopsearch.eval.pipeline import systems_from_index
+from shopsearch.hardware import cpu_info
+from shopsearch.retrieval.base import SearchResult
+from shopsearch.retrieval.rerank import CrossEncoderReranker, fuse_head
+
+HD = Path(os.environ.get("SHOPSEARCH_HOMEDEPOT", Path(__file__).resolve().parents[2] / "shared/data/home-depot"))
+GRID = [round(0.1 * i, 1) for i in range(11)]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--index", required=True, type=Path)
+    ap.add_argument("--model", required=True, type=Path, help="cross-encoder directory")
+    ap.add_argument("--first", default="hybrid", help="first-stage system spec")
+    ap.add_argument("--depth", type=int, default=50)
+    ap.add_argument("--out", type=Path)
+    args = ap.parse_args()
+    dev = load_data(DataSettings(catalog=HD / "products.csv", judgments=HD / "judgments_dev.csv", format="homedepot"))
+    texts = ProductTextRenderer(fields=("title",)).render(dev.catalog)
+    first = systems_from_index([args.first], args.index, texts, dev.catalog.ids)[args.first]
+    qids = list(dict.fromkeys(dev.judgments.df["query_id"].astype(str)))
+    table = dev.queries.df.astype({"query_id": str}).set_index("query_id")["text"]
+    queries = [str(table[q]) for q in qids]
+    found = first.search(queries, args.depth)
+    text_of = dict(zip(dev.catalog.df["product_id"].astype(str), texts, strict=True))
+    pairs_q = [q for q in queries for _ in range(args.depth)]
+    pairs_t = [text_of[str(p)] for row in found.ids for p in row]
+    cache = args.out.with_suffix(".logits.npy") if args.out else None
+    seconds = None
+    if cache is not None and cache.is_file():
+        logits = np.load(cache)
+    else:
+        start = time.perf_counter()
+        logits = CrossEncoderReranker(args.model, batch_size=128).score(pairs_q, pairs_t).reshape(len(queries), -1)
+        seconds = time.perf_counter() - start
+        if cache is not None:
+            np.save(cache, logits)
+    qrels = dev.judgments.qrels()
+    curve = {}
+    for w in GRID:
+        ids = np.empty_like(found.ids)
+        scores = np.zeros(found.scores.shape, dtype=np.float32)
+        for i in range(len(queries)):
+            fused = fuse_head(logits[i], found.scores[i], w)
+            order = np.argsort(-fused, kind="stable")
+            ids[i], scores[i] = found.ids[i, order], fused[order]
+        frame = per_query_metrics(SearchResult(ids, scores).to_run(qids), qrels, dev.scheme, ["ndcg@10"], query_ids=qids)
+        curve[str(w)] = round(float(frame["ndcg@10"].mean()), 6)
+        print(f"w={w}: NDCG@10 {curve[str(w)]:.4f}")
+    result = {
+        "benchmark": "homedepot_rerank_fusion", "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": {"cpu": cpu_info().model, "cores": os.cpu_count(), "python": platform.python_version()},
+        "index": str(args.index), "model": str(args.model), "first_stage": args.first, "depth": args.depth,
+        "queries": len(qids), "pairs": len(pairs_q),
+        "ce_pairs_per_second": round(len(pairs_q) / seconds, 1) if seconds else None,
+        "ndcg@10": {"first_stage": curve["0.0"], "cross_encoder": curve["1.0"], "fused": curve},
+    }
+    if args.out:
+        args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()
