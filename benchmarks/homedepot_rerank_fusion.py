@@ -6,7 +6,7 @@
 Full corpus, the protocol of ``../shared/data/home-depot/README.md``, every `dev` query. The first stage
 (any system spec the index serves) retrieves the top ``--depth`` of each query once; the cross-encoder
 scores those pairs once (cached next to the output as ``.npy``); then the head is ordered by
-``w * z(ce) + (1 - w) * z(first)`` (:func:`shopsearch.retrieval.rerank.fuse_head`) for w over 0..1.
+``w * z(ce) + (1 - w) * z(first)`` (:func:`shopsearch.retrieval.rerank.order_heads`) for w over 0..1.
 w = 0 is the first stage, w = 1 the cross-encoder alone. Reports NDCG@10 per w, the pairs scored and
 the cross-encoder's pairs per second.
 """
@@ -29,8 +29,8 @@ from shopsearch.data.render import ProductTextRenderer
 from shopsearch.eval.metrics import per_query_metrics
 from shopsearch.eval.pipeline import systems_from_index
 from shopsearch.hardware import cpu_info
-from shopsearch.retrieval.base import SearchResult
-from shopsearch.retrieval.rerank import CrossEncoderReranker, fuse_head
+from shopsearch.retrieval.base import NO_ID
+from shopsearch.retrieval.rerank import CrossEncoderReranker, order_heads, score_heads
 
 HD = Path(os.environ.get("SHOPSEARCH_HOMEDEPOT", Path(__file__).resolve().parents[2] / "shared/data/home-depot"))
 GRID = [round(0.1 * i, 1) for i in range(11)]
@@ -52,36 +52,30 @@ def main() -> None:
     queries = [str(table[q]) for q in qids]
     found = first.search(queries, args.depth)
     text_of = dict(zip(dev.catalog.df["product_id"].astype(str), texts, strict=True))
-    pairs_q = [q for q in queries for _ in range(args.depth)]
-    pairs_t = [text_of[str(p)] for row in found.ids for p in row]
+    pairs = int(np.sum(found.ids[:, :args.depth] != NO_ID))
     cache = args.out.with_suffix(".logits.npy") if args.out else None
     seconds = None
     if cache is not None and cache.is_file():
         logits = np.load(cache)
     else:
         start = time.perf_counter()
-        logits = CrossEncoderReranker(args.model, batch_size=128).score(pairs_q, pairs_t).reshape(len(queries), -1)
+        logits = score_heads(CrossEncoderReranker(args.model, batch_size=128), queries, found, text_of, args.depth)
         seconds = time.perf_counter() - start
         if cache is not None:
             np.save(cache, logits)
     qrels = dev.judgments.qrels()
     curve = {}
     for w in GRID:
-        ids = np.empty_like(found.ids)
-        scores = np.zeros(found.scores.shape, dtype=np.float32)
-        for i in range(len(queries)):
-            fused = fuse_head(logits[i], found.scores[i], w)
-            order = np.argsort(-fused, kind="stable")
-            ids[i], scores[i] = found.ids[i, order], fused[order]
-        frame = per_query_metrics(SearchResult(ids, scores).to_run(qids), qrels, dev.scheme, ["ndcg@10"], query_ids=qids)
+        run = order_heads(found, logits, 10, w).to_run(qids)
+        frame = per_query_metrics(run, qrels, dev.scheme, ["ndcg@10"], query_ids=qids)
         curve[str(w)] = round(float(frame["ndcg@10"].mean()), 6)
         print(f"w={w}: NDCG@10 {curve[str(w)]:.4f}")
     result = {
         "benchmark": "homedepot_rerank_fusion", "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": {"cpu": cpu_info().model, "cores": os.cpu_count(), "python": platform.python_version()},
         "index": str(args.index), "model": str(args.model), "first_stage": args.first, "depth": args.depth,
-        "queries": len(qids), "pairs": len(pairs_q),
-        "ce_pairs_per_second": round(len(pairs_q) / seconds, 1) if seconds else None,
+        "queries": len(qids), "pairs": pairs,
+        "ce_pairs_per_second": round(pairs / seconds, 1) if seconds else None,
         "ndcg@10": {"first_stage": curve["0.0"], "cross_encoder": curve["1.0"], "fused": curve},
     }
     if args.out:

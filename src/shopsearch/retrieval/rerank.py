@@ -75,10 +75,10 @@ class CrossEncoderReranker:
     def __init__(self, model: str | Path, *, batch_size: int = 64, max_length: int | None = None,
                  device: str = "cpu") -> None:
         self.path = Path(model)
-        self.fusion_weight = read_fusion_weight(self.path) if self.path.is_dir() else None
         if not self.path.is_dir():
             raise ShopsearchError(f"re-ranker {str(model)!r} is not a directory; shopsearch loads models from "
                                   "local directories only (train one with `shopsearch train-reranker`)")
+        self.fusion_weight = read_fusion_weight(self.path)
         try:
             from sentence_transformers.cross_encoder import CrossEncoder
 
@@ -142,32 +142,49 @@ class RerankedRetriever:
 
     def search(self, queries: Sequence[str], k: int) -> SearchResult:
         found = self.first.search(queries, max(k, self.depth))
-        head = min(self.depth, found.ids.shape[1])
-        pair_q, pair_t, where = [], [], []
-        for i, query in enumerate(queries):
-            for j in range(head):
-                pid = found.ids[i, j]
-                if pid != NO_ID:
-                    pair_q.append(query)
-                    pair_t.append(self.texts[str(pid)])
-                    where.append((i, j))
-        logits = self.reranker.score(pair_q, pair_t)
-        ce = np.full((len(queries), head), NO_SCORE, dtype=np.float32)
-        for (i, j), s in zip(where, logits, strict=True):
-            ce[i, j] = s
-        ids = np.full((len(queries), k), NO_ID, dtype=object)
-        scores = np.full((len(queries), k), NO_SCORE, dtype=np.float32)
-        for i in range(len(queries)):
-            hits = int(np.sum(found.ids[i] != NO_ID))
-            n_head = min(head, hits)
-            fused = fuse_head(ce[i, :n_head], found.scores[i, :n_head], self.fusion_weight)
-            order = np.argsort(-fused, kind="stable")  # ties keep the first stage's order
-            row_ids = list(found.ids[i, order]) + list(found.ids[i, n_head:hits])
-            floor = float(fused.min()) if n_head else 0.0
-            # below every re-ranked hit, still descending: evaluators sort by score
-            tail = [floor - 1.0 - t / max(1, hits) for t in range(hits - n_head)]
-            row_scores = [float(x) for x in fused[order]] + tail
-            n = min(k, hits)
-            ids[i, :n] = row_ids[:n]
-            scores[i, :n] = row_scores[:n]
-        return SearchResult(ids, scores)
+        logits = score_heads(self.reranker, queries, found, self.texts, self.depth)
+        return order_heads(found, logits, k, self.fusion_weight)
+
+
+def score_heads(reranker: Any, queries: Sequence[str], found: SearchResult, texts: Mapping[str, str],
+                depth: int) -> np.ndarray:
+    """``reranker``'s logits of each query's top ``depth`` hits in ``found``, in one ``score`` call:
+    ``(len(queries), min(depth, width))``, ``NO_SCORE`` where a row has no hit."""
+    head = min(depth, found.ids.shape[1])
+    pair_q, pair_t, where = [], [], []
+    for i, query in enumerate(queries):
+        for j in range(head):
+            pid = found.ids[i, j]
+            if pid != NO_ID:
+                pair_q.append(query)
+                pair_t.append(texts[str(pid)])
+                where.append((i, j))
+    logits = reranker.score(pair_q, pair_t)
+    ce = np.full((len(queries), head), NO_SCORE, dtype=np.float32)
+    for (i, j), s in zip(where, logits, strict=True):
+        ce[i, j] = s
+    return ce
+
+
+def order_heads(found: SearchResult, logits: np.ndarray, k: int, fusion_weight: float | None) -> SearchResult:
+    """The top ``k`` of ``found`` with each row's head (``logits``' width) ordered by :func:`fuse_head`;
+    the hits below keep their order, scored below the head. Separate from scoring, so one scoring
+    serves every fusion weight (``train-reranker``'s calibration, the fusion benchmark)."""
+    head = logits.shape[1]
+    n_queries = found.ids.shape[0]
+    ids = np.full((n_queries, k), NO_ID, dtype=object)
+    scores = np.full((n_queries, k), NO_SCORE, dtype=np.float32)
+    for i in range(n_queries):
+        hits = int(np.sum(found.ids[i] != NO_ID))
+        n_head = min(head, hits)
+        fused = fuse_head(logits[i, :n_head], found.scores[i, :n_head], fusion_weight)
+        order = np.argsort(-fused, kind="stable")  # ties keep the first stage's order
+        row_ids = list(found.ids[i, order]) + list(found.ids[i, n_head:hits])
+        floor = float(fused.min()) if n_head else 0.0
+        # below every re-ranked hit, still descending: evaluators sort by score
+        tail = [floor - 1.0 - t / max(1, hits) for t in range(hits - n_head)]
+        row_scores = [float(x) for x in fused[order]] + tail
+        n = min(k, hits)
+        ids[i, :n] = row_ids[:n]
+        scores[i, :n] = row_scores[:n]
+    return SearchResult(ids, scores)

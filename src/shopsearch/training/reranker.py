@@ -40,8 +40,8 @@ from shopsearch.data.errors import ShopsearchError
 from shopsearch.data.render import ProductTextRenderer
 from shopsearch.data.schema import Dataset
 from shopsearch.eval.metrics import per_query_metrics
-from shopsearch.retrieval.base import NO_ID, Retriever
-from shopsearch.retrieval.rerank import FUSION_FILE, RerankedRetriever
+from shopsearch.retrieval.base import NO_ID, Retriever, SearchResult
+from shopsearch.retrieval.rerank import FUSION_FILE, RerankedRetriever, order_heads, score_heads
 from shopsearch.training.cross_encoder import CrossEncoderFitConfig, fit_cross_encoder, new_cross_encoder
 
 MANIFEST_KIND = "reranker"
@@ -98,8 +98,16 @@ def mine_pairs(dataset: Dataset, first_stage: Retriever, texts: dict[str, str], 
 
 def dev_ndcg(system: Retriever, dev: Dataset, query_ids: Sequence[str], k: int = 10) -> float:
     """Mean NDCG@``k`` of ``system`` over ``query_ids`` of ``dev`` under the full-corpus protocol."""
+    return result_ndcg(system.search(_query_texts(dev, query_ids), k), dev, query_ids, k)
+
+
+def _query_texts(dev: Dataset, query_ids: Sequence[str]) -> list[str]:
     table = dev.queries.df.astype({"query_id": str}).set_index("query_id")["text"]
-    found = system.search([str(table[q]) for q in query_ids], k)
+    return [str(table[q]) for q in query_ids]
+
+
+def result_ndcg(found: SearchResult, dev: Dataset, query_ids: Sequence[str], k: int = 10) -> float:
+    """Mean NDCG@``k`` of search results (rows in ``query_ids`` order) under the full-corpus protocol."""
     run = found.to_run(list(query_ids))
     frame = per_query_metrics(run, dev.judgments.qrels(), dev.scheme, [f"ndcg@{k}"], query_ids=query_ids)
     return float(frame[f"ndcg@{k}"].mean())
@@ -171,10 +179,12 @@ def train_reranker(
     if best is not None:
         model.model.load_state_dict(best["state"])
     fusion: dict[str, Any] | None = None
-    if dev is not None:
-        scorer = _MemoScorer(_ModelScorer(model, config.batch_size * 2))  # one scoring for the whole grid
-        curve = {w: round(dev_ndcg(RerankedRetriever(first_stage, scorer, dev_texts, depth=config.rerank_depth,
-                                                     fusion_weight=w), dev, dev_ids), 6) for w in FUSION_GRID}
+    if dev is not None:  # one first-stage search and one scoring serve the whole grid
+        queries = _query_texts(dev, dev_ids)
+        found = first_stage.search(queries, config.rerank_depth)
+        logits = score_heads(_ModelScorer(model, config.batch_size * 2), queries, found, dev_texts,
+                             config.rerank_depth)
+        curve = {w: round(result_ndcg(order_heads(found, logits, 10, w), dev, dev_ids), 6) for w in FUSION_GRID}
         weight = max(curve, key=lambda w: (curve[w], w))
         fusion = {"fusion_weight": weight, "dev_ndcg@10": curve[weight], "first_stage": first_stage.name,
                   "rerank_depth": config.rerank_depth, "dev_queries": len(dev_ids),
@@ -195,21 +205,6 @@ def train_reranker(
     write_manifest(out, MANIFEST_KIND, config=config.model_dump(mode="json"), first_stage=first_stage.name,
                    training=figures, data={"train": train.summary(), "dev": dev.summary() if dev else None})
     return figures
-
-
-class _MemoScorer:
-    """Remembers each (query, text) pair's score: the fusion grid re-ranks the same heads many times."""
-
-    def __init__(self, scorer: Any) -> None:
-        self.scorer = scorer
-        self.memo: dict[tuple[str, str], float] = {}
-
-    def score(self, queries: Sequence[str], texts: Sequence[str]) -> np.ndarray:
-        todo = list(dict.fromkeys(p for p in zip(queries, texts, strict=True) if p not in self.memo))
-        if todo:
-            fresh = self.scorer.score([q for q, _ in todo], [t for _, t in todo])
-            self.memo.update(zip(todo, (float(x) for x in fresh), strict=True))
-        return np.array([self.memo[p] for p in zip(queries, texts, strict=True)], dtype=np.float32)
 
 
 class _ModelScorer:
