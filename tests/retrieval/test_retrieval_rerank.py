@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -69,19 +68,6 @@ def test_rerank_specs_parse_and_name_themselves():
     assert parse_system("bm25>rerank:/m/ce").rerank_depth == 50
     with pytest.raises(ShopsearchError, match="N >= 1"):
         parse_system("bm25>rerank:@0")
-
-
-@pytest.fixture(scope="module")
-def tiny_cross_encoder(tmp_path_factory) -> Path:
-    """The bundled MiniLM body with a seeded one-logit head, saved as a CrossEncoder directory."""
-    import torch
-
-    from shopsearch.synthesis.judges import new_cross_encoder
-
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("ce") / "model"
-    new_cross_encoder(max_length=32).save_pretrained(str(path))
-    return path
 
 
 def test_a_saved_cross_encoder_reranks_a_built_system(tiny_cross_encoder, catalog):

@@ -37,6 +37,14 @@ def serve(
     ] = None,
     onnx: Annotated[Path | None, typer.Option(help="ONNX export directory (shopsearch.models.export_onnx).")] = None,
     int8: Annotated[bool | None, typer.Option("--int8/--fp32", help="Which ONNX graph [default: int8].")] = None,
+    reranker: Annotated[
+        Path | None,
+        typer.Option(help="Cross-encoder (`shopsearch train-reranker`) or its ONNX export: enables rerank=true."),
+    ] = None,
+    rerank_depth: Annotated[int | None, typer.Option(help="Top hits the re-ranker re-orders [default: 30].")] = None,
+    rerank_default: Annotated[
+        bool | None, typer.Option("--rerank-default/--no-rerank-default", help="Re-rank requests that do not say.")
+    ] = None,
     k_max: Annotated[int | None, typer.Option(help="Largest k a request may ask for (at most 100).")] = None,
     max_query_chars: Annotated[int | None, typer.Option(help="Longer queries are refused [default: 256].")] = None,
     cache_size: Annotated[int | None, typer.Option(help="Result cache entries; 0 disables it [default: 4096].")] = None,
@@ -57,7 +65,7 @@ def serve(
     config: ConfigOpt = None,
 ) -> None:
     """Serve an index over HTTP: GET/POST /search (dense, bm25, hybrid; vertical and brand
-    filters), GET /products/{id}, /healthz, /readyz, /metrics (Prometheus), POST /admin/reload,
+    filters; rerank=true with --reranker), GET /products/{id}, /healthz, /readyz, /metrics (Prometheus), POST /admin/reload,
     OpenAPI docs at /docs, and a search page at /. With --events-db: POST /events; with --sbs-db:
     side-by-side judging (/sbs/pair, /sbs/verdict); with --experiment: searches carrying a
     user_id/session_id are served by their variant. Settings: the `serve` section of --config,
@@ -82,7 +90,7 @@ def serve(
         config,
         index=index, host=host, port=port, workers=workers, admin_key_file=admin_key_file,
         judgments=judgments, judgments_catalog=catalog, judgments_format=format, encoder=encoder, onnx=onnx,
-        int8=int8, k_max=k_max, max_query_chars=max_query_chars, cache_size=cache_size, mmap=mmap,
+        int8=int8, reranker=reranker, rerank_depth=rerank_depth, rerank_default=rerank_default, k_max=k_max, max_query_chars=max_query_chars, cache_size=cache_size, mmap=mmap,
         log_level=log_level, events_db=events_db, sbs_db=sbs_db, experiment=experiment,
     )  # fmt: skip
     exp_config = ExperimentConfig.from_file(settings.experiment) if settings.experiment is not None else None
@@ -111,8 +119,10 @@ def serve(
             except ShopsearchError as exc:
                 raise ShopsearchError(f"--judgments: {exc} (the catalogue they refer to goes in --catalog)") from exc
     enc = snapshot.encoder.kind if snapshot.encoder else "none (bm25 only)"
+    rr = (f", re-ranker {snapshot.reranker.name} over the top {settings.rerank_depth}"
+          if snapshot.reranker is not None else "")
     console.print(
-        f"[bold]{snapshot.n_products:,}[/] products, modes {', '.join(snapshot.modes)}, query encoder {enc}; "
+        f"[bold]{snapshot.n_products:,}[/] products, modes {', '.join(snapshot.modes)}, query encoder {enc}{rr}; "
         f"admin reload {'on' if admin_key.enabled else 'off'}"
         + (f"; {lookup.describe()['queries']:,} judged queries" if lookup else "")
     )

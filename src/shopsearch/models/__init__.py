@@ -26,6 +26,8 @@ _EXPORTS = {
     "trainable_parameter_names": "shopsearch.models.lora",
     "export_onnx": "shopsearch.models.export",
     "OnnxQueryEncoder": "shopsearch.models.export",
+    "export_cross_encoder_onnx": "shopsearch.models.cross_encoder_export",
+    "is_cross_encoder_dir": "shopsearch.models.cross_encoder_export",
 }
 
 __all__ = sorted(_EXPORTS)

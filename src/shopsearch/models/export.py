@@ -88,10 +88,10 @@ def _quiet_export() -> Iterator[None]:
             root.setLevel(level)
 
 
-def _tokenizer_json(model: Any, out: Path) -> None:
+def _tokenizer_json(hf_tok: Any, out: Path) -> None:
+    """The fast tokenizer as ``tokenizer.json``, truncation and padding left to the server."""
     from tokenizers import Tokenizer
 
-    hf_tok = model[0].tokenizer
     backend = getattr(hf_tok, "backend_tokenizer", None)
     if backend is None:
         raise ShopsearchError("ONNX export needs a fast (tokenizers) tokenizer; this model has a slow one")
@@ -155,7 +155,7 @@ def export_onnx(
                 use_external_data_format=large,
             )
             files["int8"] = INT8_FILE
-        _tokenizer_json(model, tmp)
+        _tokenizer_json(tok, tmp)
         feed = {"input_ids": example[0].numpy(), "attention_mask": example[1].numpy()}
         sessions = {name: ort_session(tmp / f, 1) for name, f in files.items()}
         check = {name: float(np.min(np.sum(s.run(None, feed)[0] * reference, axis=1))) for name, s in sessions.items()}

@@ -33,20 +33,35 @@ from shopsearch.retrieval.base import NO_ID, NO_SCORE, Retriever, SearchResult
 FUSION_FILE = "shopsearch_reranker.json"  # in the model directory: {"fusion_weight": w, ...}
 
 
-def read_fusion_weight(model_dir: str | Path) -> float | None:
-    """The fusion weight ``train-reranker`` stored with the model (None: none stored)."""
+def read_reranker_settings(model_dir: str | Path) -> dict[str, Any]:
+    """What ``train-reranker`` stored with the model (``FUSION_FILE``): ``fusion_weight``, the
+    ``text_fields`` the product text was rendered from, the dev curve; ``{}`` when there is none."""
     import json
 
     path = Path(model_dir) / FUSION_FILE
     if not path.is_file():
-        return None
+        return {}
     try:
-        value = json.loads(path.read_text(encoding="utf-8")).get("fusion_weight")
+        settings = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise ShopsearchError(f"{path}: unreadable re-ranker settings: {exc}") from exc
+    if not isinstance(settings, dict):
+        raise ShopsearchError(f"{path}: re-ranker settings must be a JSON object")
+    value = settings.get("fusion_weight")
     if value is not None and not 0.0 <= float(value) <= 1.0:
         raise ShopsearchError(f"{path}: fusion_weight must lie in [0, 1], got {value}")
+    return settings
+
+
+def read_fusion_weight(model_dir: str | Path) -> float | None:
+    """The fusion weight ``train-reranker`` stored with the model (None: none stored)."""
+    value = read_reranker_settings(model_dir).get("fusion_weight")
     return None if value is None else float(value)
+
+
+def reranker_text_fields(model_dir: str | Path) -> tuple[str, ...]:
+    """The catalogue fields the re-ranker's product text is rendered from (default: the title)."""
+    return tuple(read_reranker_settings(model_dir).get("text_fields") or ("title",))
 
 
 def fuse_head(ce: np.ndarray, first: np.ndarray, weight: float | None) -> np.ndarray:
@@ -79,6 +94,7 @@ class CrossEncoderReranker:
             raise ShopsearchError(f"re-ranker {str(model)!r} is not a directory; shopsearch loads models from "
                                   "local directories only (train one with `shopsearch train-reranker`)")
         self.fusion_weight = read_fusion_weight(self.path)
+        self.text_fields = reranker_text_fields(self.path)
         try:
             from sentence_transformers.cross_encoder import CrossEncoder
 
@@ -111,6 +127,16 @@ class CrossEncoderReranker:
     def describe(self) -> dict[str, Any]:
         return {"kind": "cross-encoder", "path": str(self.path.resolve()), "batch_size": self.batch_size,
                 "max_length": getattr(self.model, "max_length", None), "fusion_weight": self.fusion_weight}
+
+
+def load_reranker(path: str | Path, **options: Any) -> Any:
+    """The re-ranker at ``path``: an ONNX export (``shopsearch model export-onnx`` of a cross-encoder,
+    scored on onnxruntime, int8 by default) or a ``CrossEncoder`` directory (scored on torch)."""
+    from shopsearch.retrieval.rerank_onnx import OnnxCrossEncoder, is_onnx_cross_encoder
+
+    if is_onnx_cross_encoder(path):
+        return OnnxCrossEncoder(path, **options)
+    return CrossEncoderReranker(path, **options)
 
 
 class RerankedRetriever:
@@ -167,9 +193,9 @@ def score_heads(reranker: Any, queries: Sequence[str], found: SearchResult, text
 
 
 def order_heads(found: SearchResult, logits: np.ndarray, k: int, fusion_weight: float | None) -> SearchResult:
-    """The top ``k`` of ``found`` with each row's head (``logits``' width) ordered by :func:`fuse_head`;
-    the hits below keep their order, scored below the head. Separate from scoring, so one scoring
-    serves every fusion weight (``train-reranker``'s calibration, the fusion benchmark)."""
+    """The top ``k`` of ``found`` with each row's head (``logits``' width) ordered by :func:`rerank_row`.
+    Separate from scoring, so one scoring serves every fusion weight (``train-reranker``'s
+    calibration, the fusion benchmark)."""
     head = logits.shape[1]
     n_queries = found.ids.shape[0]
     ids = np.full((n_queries, k), NO_ID, dtype=object)
@@ -177,14 +203,23 @@ def order_heads(found: SearchResult, logits: np.ndarray, k: int, fusion_weight: 
     for i in range(n_queries):
         hits = int(np.sum(found.ids[i] != NO_ID))
         n_head = min(head, hits)
-        fused = fuse_head(logits[i, :n_head], found.scores[i, :n_head], fusion_weight)
-        order = np.argsort(-fused, kind="stable")  # ties keep the first stage's order
-        row_ids = list(found.ids[i, order]) + list(found.ids[i, n_head:hits])
-        floor = float(fused.min()) if n_head else 0.0
-        # below every re-ranked hit, still descending: evaluators sort by score
-        tail = [floor - 1.0 - t / max(1, hits) for t in range(hits - n_head)]
-        row_scores = [float(x) for x in fused[order]] + tail
+        order, row_scores = rerank_row(found.scores[i, :hits], logits[i, :n_head], fusion_weight)
         n = min(k, hits)
-        ids[i, :n] = row_ids[:n]
+        ids[i, :n] = found.ids[i, order[:n]]
         scores[i, :n] = row_scores[:n]
     return SearchResult(ids, scores)
+
+
+def rerank_row(first: np.ndarray, ce: np.ndarray, fusion_weight: float | None) -> tuple[np.ndarray, np.ndarray]:
+    """One ranked list re-ordered: ``first`` holds its first-stage scores (best first), ``ce`` the
+    re-ranker's logits of its head (``len(ce) <= len(first)``). Returns the new order (indices into
+    the list) and the scores to report: the head's fused scores (:func:`fuse_head`), then the hits
+    below the head in their first-stage order, scored below every re-ranked one (still descending,
+    because evaluators sort by score)."""
+    n_head, hits = len(ce), len(first)
+    fused = fuse_head(ce, first[:n_head], fusion_weight)
+    head_order = np.argsort(-fused, kind="stable")  # ties keep the first stage's order
+    order = np.concatenate([head_order, np.arange(n_head, hits)]).astype(np.int64)
+    floor = float(fused.min()) if n_head else 0.0
+    tail = floor - 1.0 - np.arange(hits - n_head, dtype=np.float64) / max(1, hits)
+    return order, np.concatenate([fused[head_order], tail])

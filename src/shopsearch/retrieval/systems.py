@@ -10,7 +10,8 @@ dense:my-model --system hybrid`` compares the fused model with its parts. Each p
 encoded once per encoder. Any spec followed by ``+spell`` (``bm25+spell``, ``hybrid+spell``) is the
 same system searched with spelling-corrected queries (:mod:`shopsearch.retrieval.spelling`).
 Any spec followed by ``>rerank:PATH@N`` (``hybrid>rerank:runs/ce/model@50``) is that system with its
-top N re-ranked by the cross-encoder at PATH (:mod:`shopsearch.retrieval.rerank`; N defaults to 50).
+top N re-ranked by the cross-encoder at PATH, a ``CrossEncoder`` directory or its ONNX export
+(:mod:`shopsearch.retrieval.rerank`; N defaults to 50).
 """
 
 from __future__ import annotations
@@ -162,11 +163,11 @@ def with_spelling(parsed: Sequence[SystemSpec], base: dict[str, Retriever], text
     """``parsed`` by name, each built on ``base`` (first stages by their names without ``+spell``): the
     ``+spell`` ones behind one spelling corrector built from ``texts``, the ``>rerank:`` ones behind
     their cross-encoder, which reads ``texts`` (aligned with ``product_ids``)."""
-    from shopsearch.retrieval.rerank import CrossEncoderReranker, RerankedRetriever
+    from shopsearch.retrieval.rerank import RerankedRetriever, load_reranker
     from shopsearch.retrieval.spelling import CatalogSpellCorrector, SpellCorrectedRetriever
 
     corrector = CatalogSpellCorrector(texts) if any(s.spell for s in parsed) else None
-    rerankers: dict[str, CrossEncoderReranker] = {}
+    rerankers: dict[str, Any] = {}
     text_of: dict[str, str] | None = None
     systems: dict[str, Retriever] = {}
     for s in parsed:
@@ -183,6 +184,6 @@ def with_spelling(parsed: Sequence[SystemSpec], base: dict[str, Retriever], text
         if text_of is None:
             text_of = {str(p): t for p, t in zip(product_ids, texts, strict=True)}
         if s.rerank not in rerankers:
-            rerankers[s.rerank] = CrossEncoderReranker(s.rerank)
+            rerankers[s.rerank] = load_reranker(s.rerank)
         systems[s.name] = RerankedRetriever(first, rerankers[s.rerank], text_of, depth=s.rerank_depth, name=s.name)
     return systems

@@ -165,6 +165,8 @@ def info(ctx: Context) -> IndexInfo:
         k_default=s.k_default,
         k_max=s.k_max,
         max_query_chars=s.max_query_chars,
+        rerank_default=s.rerank_default,
+        rerank_depth=s.rerank_depth if snapshot.reranker is not None else None,
         facets={f: snapshot.products.facet(f) for f in FILTER_FIELDS},
         judgments=ctx.judgments.describe() if ctx.judgments else None,
         features=dict(ctx.features),

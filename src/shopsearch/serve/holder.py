@@ -23,6 +23,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pandas as pd
+
 from shopsearch.data.errors import ShopsearchError
 from shopsearch.retrieval.base import Retriever
 from shopsearch.retrieval.fusion import HybridRetriever
@@ -87,6 +90,8 @@ class ServingIndex:
     cache: ResultCache
     encoder: EncoderIdentity | None
     speller: CatalogSpellCorrector | None = None  # None: spelling correction off
+    reranker: Any = None  # None: no re-ranking (the same object across reloads, like the encoder)
+    rerank_texts: np.ndarray | None = None  # row -> the text the re-ranker reads
     loaded_at: float = field(default_factory=time.time)
     load_seconds: float = 0.0
     _encoder_object: Any = None  # the encoder itself, handed on to the next index
@@ -121,6 +126,7 @@ class ServingIndex:
             "built": self.bundle.manifest.get("build_started"),
             "loaded_at": self.loaded_at,
             "load_seconds": round(self.load_seconds, 3),
+            "reranker": self.reranker.name if self.reranker is not None else None,
         }
 
 
@@ -134,6 +140,7 @@ class IndexHolder:
         self._generation = 0
         self._encoder: Any = None
         self._identity: EncoderIdentity | None = None
+        self._reranker: Any = None
 
     @property
     def ready(self) -> bool:
@@ -182,6 +189,7 @@ class IndexHolder:
             new = self._open(Path(directory))
             if self._encoder is None and new._encoder_object is not None:
                 self._encoder, self._identity = new._encoder_object, new.encoder
+            self._reranker = new.reranker
             self._generation = new.generation
             self._current = new  # the swap: one reference assignment, atomic for readers
             return new, old
@@ -216,6 +224,7 @@ class IndexHolder:
                 rescore_union=s.hybrid_rescore_union,
                 weighting=s.hybrid_weighting,
             )
+        reranker, rerank_texts = self._open_reranker(directory, bundle.products)
         # Warm every path before the swap: a broken part fails here, not on a shopper's request,
         # and the first real query does not pay for page faults and lazy initialisation.
         for name, retriever in retrievers.items():
@@ -223,6 +232,8 @@ class IndexHolder:
                 retriever.search(["warm up query"], 10)
             except Exception as exc:
                 raise ShopsearchError(f"{directory}: the {name} index fails a test search: {exc}") from exc
+        if reranker is not None and rerank_texts is not None and len(rerank_texts):
+            reranker.score(["warm up query"] * 2, list(rerank_texts[:2]))
         snapshot = ServingIndex(
             directory=directory.resolve(),
             bundle=bundle,
@@ -233,6 +244,8 @@ class IndexHolder:
             encoder=identity if "dense" in bundle.systems else None,
             # from the display fields (the index keeps no rendered text): ~2 s for 55k products
             speller=CatalogSpellCorrector.from_products(bundle.products) if s.spell_correction else None,
+            reranker=reranker,
+            rerank_texts=rerank_texts,
             _encoder_object=encoder if "dense" in bundle.systems else None,
         )
         snapshot.load_seconds = time.perf_counter() - started
@@ -241,3 +254,31 @@ class IndexHolder:
             snapshot.directory, snapshot.n_products, snapshot.modes, snapshot.load_seconds,
         )
         return snapshot
+
+    def _open_reranker(self, directory: Path, products: pd.DataFrame) -> tuple[Any, np.ndarray | None]:
+        """The re-ranker (loaded once, kept across reloads) and the text it reads for each of the
+        index's products, rendered from the fields it was trained on; (None, None) without one."""
+        from shopsearch.data.render import ProductTextRenderer
+        from shopsearch.data.schema import Catalog
+        from shopsearch.retrieval.rerank import load_reranker
+        from shopsearch.retrieval.rerank_onnx import is_onnx_cross_encoder
+
+        s = self.settings
+        if s.reranker is None:
+            return None, None
+        reranker = self._reranker
+        if reranker is None:
+            threads = s.reranker_threads or s.resolved_encoder_threads()
+            options = {"intra_op_threads": threads} if is_onnx_cross_encoder(s.reranker) else {}
+            reranker = load_reranker(s.reranker, **options)
+        # The index keeps the display fields only: a re-ranker trained on more cannot be fed here.
+        missing = [f for f in reranker.text_fields if f not in products.columns]
+        if missing:
+            raise ShopsearchError(
+                f"re-ranker {s.reranker} reads the product field(s) {missing}, which the index {directory} "
+                f"does not keep (it keeps {[c for c in products.columns if c != 'product_id']}); train the "
+                "re-ranker on those fields (train-reranker --text-field)"
+            )
+        catalog = Catalog(products[["product_id", *reranker.text_fields]].copy())
+        texts = ProductTextRenderer(fields=reranker.text_fields).render(catalog)
+        return reranker, np.asarray(texts, dtype=object)

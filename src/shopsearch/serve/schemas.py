@@ -29,6 +29,11 @@ class SearchRequest(BaseModel):
     mode: Mode = Field("dense", description="dense (encoder + FAISS), bm25, or hybrid (rank fusion of both)")
     vertical: str | None = Field(None, max_length=200, description="only products of this vertical")
     brand: str | None = Field(None, max_length=200, description="only products of this brand")
+    rerank: bool | None = Field(
+        None,
+        description="re-order the top hits with the service's cross-encoder re-ranker (default: the service's "
+        "rerank_default; true on a service without a re-ranker is refused)",
+    )
     spell: bool = Field(
         True,
         description="correct misspelt words against the catalogue first (when the service corrects spelling); "
@@ -63,7 +68,8 @@ class Hit(Product):
     """One search result."""
 
     rank: int = Field(..., ge=1)
-    score: float = Field(..., description="the retriever's score: cosine (dense), BM25, or fused (hybrid)")
+    score: float = Field(..., description="the retriever's score: cosine (dense), BM25, or fused (hybrid); "
+                         "re-ranked: the fusion of the re-ranker's and the retriever's standardised scores")
     grade: int | None = Field(None, description="the judged grade of (query, product), when judgments are loaded")
     team: str | None = Field(None, description="interleaving: the variant whose ranking contributed this result")
 
@@ -81,6 +87,7 @@ class SearchResponse(BaseModel):
         description="names this results page; events about it (POST /events) carry it as query_id",
     )
     mode: Mode | Literal["interleaved"] = Field(..., description="the mode searched ('interleaved': two variants merged)")
+    reranked: bool = Field(False, description="whether the re-ranker re-ordered the top hits")
     k: int
     filters: dict[str, str] = Field(default_factory=dict)
     results: list[Hit]
@@ -112,6 +119,8 @@ class IndexInfo(BaseModel):
     k_default: int
     k_max: int
     max_query_chars: int
+    rerank_default: bool = Field(False, description="whether a search without `rerank` is re-ranked")
+    rerank_depth: int | None = Field(None, description="top hits the re-ranker re-orders (None: no re-ranker)")
     facets: dict[str, list[tuple[str, int]]] = Field(default_factory=dict)
     judgments: dict[str, Any] | None = None
     features: dict[str, bool] = Field(

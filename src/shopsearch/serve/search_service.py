@@ -17,8 +17,14 @@ corrected to catalogue words first (:class:`~shopsearch.retrieval.spelling.Catal
 +1.0 NDCG@10 for the hybrid on Home Depot `dev`); the response keeps the query as typed and
 names the corrected one, and ``spell=false`` searches the query as typed ("search instead for").
 
+**Re-ranking.** A service started with a ``reranker`` re-orders, for a request with
+``rerank=true`` (or every request, with ``rerank_default``), the top ``rerank_depth`` hits *after*
+filtering with the cross-encoder, fused with the first stage's scores by the weight stored with the
+model (:func:`~shopsearch.retrieval.rerank.rerank_row`): all pairs of the request in one batched
+call. Filtering first means a filtered request re-ranks ``rerank_depth`` products that pass it.
+
 **Cache.** Ranked rows and scores are cached per index snapshot (LRU, ``cache_size`` entries),
-keyed by mode, the query text searched (cleaned, corrected), k and normalised filters; a reload
+keyed by mode, re-ranking, the query text searched (cleaned, corrected), k and normalised filters; a reload
 starts an empty cache with the new index, so a cached answer never outlives the index it came from.
 """
 
@@ -30,6 +36,7 @@ import unicodedata
 import numpy as np
 
 from shopsearch.data.errors import ShopsearchError
+from shopsearch.retrieval.rerank import rerank_row
 from shopsearch.serve.holder import IndexHolder, ServingIndex
 from shopsearch.serve.judgments import JudgmentLookup
 from shopsearch.serve.metrics import ServeMetrics
@@ -100,12 +107,19 @@ class SearchService:
             raise InvalidQueryError(
                 f"mode {request.mode!r} is not available: the served index has {snapshot.modes} only"
             )
+        rerank = s.rerank_default if request.rerank is None else request.rerank
+        if rerank and snapshot.reranker is None:
+            raise InvalidQueryError("rerank=true, but this service has no re-ranker (start it with --reranker)")
         filters = {f: str(v) for f in FILTER_FIELDS if (v := getattr(request, f)) is not None and filter_key(v)}
-        key = (request.mode, searched, k, tuple((f, filter_key(v)) for f, v in sorted(filters.items())))
+        key = (request.mode, rerank, searched, k, tuple((f, filter_key(v)) for f, v in sorted(filters.items())))
         ranked = snapshot.cache.get(key)
         cached = ranked is not None
         if ranked is None:
-            ranked = self._rank(snapshot, request.mode, searched, k, filters)
+            if rerank:
+                ranked = self._rerank(snapshot, searched, k, self._rank(snapshot, request.mode, searched,
+                                                                         max(k, s.rerank_depth), filters))
+            else:
+                ranked = self._rank(snapshot, request.mode, searched, k, filters)
             snapshot.cache.put(key, ranked)
         rows, scores, candidates = ranked
         grades = self.judgments.for_query(query) if self.judgments is not None else None
@@ -116,12 +130,13 @@ class SearchService:
             results.append(Hit(rank=i + 1, score=score, grade=grade, **fields))
         seconds = time.perf_counter() - started
         if self.metrics is not None:
-            self.metrics.observe_search(request.mode, cached, seconds)
+            self.metrics.observe_search(f"{request.mode}+rerank" if rerank else request.mode, cached, seconds)
         return SearchResponse(
             query=query,
             corrected_query=searched if searched != query else None,
             corrections=list(correction.changes) if correction is not None else [],
             mode=request.mode,
+            reranked=rerank,
             k=k,
             filters=filters,
             results=results,
@@ -155,6 +170,15 @@ class SearchService:
             fetch = min(limit, fetch * _GROWTH)
         chosen = np.flatnonzero(keep)[:k]
         return self._finite(rows[chosen], np.asarray(score_list, dtype=np.float64)[chosen], len(ids))
+
+    def _rerank(self, snapshot: ServingIndex, query: str, k: int, ranked: Ranked) -> Ranked:
+        """The top ``k`` of ``ranked`` with its first ``rerank_depth`` re-ordered by the re-ranker."""
+        rows, scores, candidates = ranked
+        head = rows[: self.settings.rerank_depth]
+        assert snapshot.rerank_texts is not None
+        ce = snapshot.reranker.score([query] * len(head), list(snapshot.rerank_texts[head]))
+        order, fused = rerank_row(scores, np.asarray(ce), snapshot.reranker.fusion_weight)
+        return rows[order][:k], fused[:k], candidates
 
     @staticmethod
     def _finite(rows: np.ndarray, scores: np.ndarray, candidates: int | None) -> Ranked:

@@ -75,6 +75,16 @@ class ServeSettings(BaseModel):
     search_threads: int = Field(
         1, ge=1, description="FAISS threads per search: concurrent requests already use the other cores"
     )
+    # re-ranking: a cross-encoder re-orders the top rerank_depth of a request with rerank=true
+    reranker: Path | None = Field(
+        None, description="cross-encoder directory (`shopsearch train-reranker`) or its ONNX export "
+        "(`shopsearch model export-onnx`, served int8); enables a request's rerank"
+    )
+    rerank_depth: int = Field(30, ge=1, le=1000, description="top hits the re-ranker re-orders per request")
+    rerank_default: bool = Field(False, description="re-rank requests that do not say (rerank omitted)")
+    reranker_threads: int | None = Field(
+        None, ge=1, description="ONNX Runtime intra-op threads of the re-ranker (default: as encoder_threads)"
+    )
     # admin and page
     admin_key_file: Path | None = Field(None, description="file holding the admin API key (else $SHOPSEARCH_ADMIN_KEY)")
     judgments: Path | None = Field(None, description="judgments to show grades on the web page")
@@ -98,6 +108,8 @@ class ServeSettings(BaseModel):
             # torch queries (and auto's fallback to them) would run an unchecked model: vectors
             # from changed model files would not match the index's, and nothing would say so
             raise ValueError("check_model: false needs encoder: onnx (torch would query with an unchecked model)")
+        if self.rerank_default and self.reranker is None:
+            raise ValueError("rerank_default: true needs a reranker")
         if self.hybrid_weighting == "coverage" and not self.hybrid_rescore_union:
             raise ValueError("hybrid_weighting: coverage weights each query over the rescored union; it needs "
                              "hybrid_rescore_union: true")

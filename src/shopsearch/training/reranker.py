@@ -189,10 +189,11 @@ def train_reranker(
         fusion = {"fusion_weight": weight, "dev_ndcg@10": curve[weight], "first_stage": first_stage.name,
                   "rerank_depth": config.rerank_depth, "dev_queries": len(dev_ids),
                   "curve": {str(w): v for w, v in curve.items()}}
+    # What a server needs to use the model as trained: the product text it read, the fusion weight.
+    settings = {"text_fields": list(config.text_fields), **(fusion or {})}
     with atomic_dir(out / "model", overwrite=True) as tmp:
         model.save_pretrained(str(tmp))
-        if fusion is not None:
-            (Path(tmp) / FUSION_FILE).write_text(json.dumps(fusion, indent=2) + "\n", encoding="utf-8")
+        (Path(tmp) / FUSION_FILE).write_text(json.dumps(settings, indent=2) + "\n", encoding="utf-8")
     figures = {
         "mining_seconds": round(mining_s, 1),
         "pairs": len(pairs), "judged_pairs": int(pairs["judged"].sum()),

@@ -83,6 +83,7 @@
     if ($("vertical").value) params.set("vertical", $("vertical").value);
     if ($("brand").value.trim()) params.set("brand", $("brand").value.trim());
     if (asTyped) params.set("spell", "false");
+    if (!$("rerank-label").hidden) params.set("rerank", $("rerank").checked ? "true" : "false");
     return params;
   }
 
@@ -124,7 +125,8 @@
     const n = response.results.length;
     const extra = [response.cached ? "cached" : null, response.judged ? "judged query" : null,
       response.experiment ? `experiment ${response.experiment}: ${response.variant}` : null].filter((x) => x);
-    setStatus(`${n} result${n === 1 ? "" : "s"} · ${response.mode} · ${response.took_ms.toFixed(1)} ms` +
+    const mode = response.reranked ? `${response.mode} + re-rank` : response.mode;
+    setStatus(`${n} result${n === 1 ? "" : "s"} · ${mode} · ${response.took_ms.toFixed(1)} ms` +
       (extra.length ? ` · ${extra.join(", ")}` : ""));
   }
 
@@ -188,6 +190,8 @@
       $("index-info").textContent =
         `${idx.n_products.toLocaleString()} products · index generation ${idx.generation}${enc}${judged}${exp}`;
       $("sbs").hidden = !shopsearch.features.sbs;
+      $("rerank-label").hidden = !idx.reranker;
+      $("rerank").checked = Boolean(info.rerank_default);
     } catch (err) {
       setStatus(`Could not read the index description: ${err.message}`, true);
     }
@@ -202,12 +206,13 @@
     if (params.get("vertical")) $("vertical").value = params.get("vertical");
     if (params.get("brand")) $("brand").value = params.get("brand");
     asTyped = params.get("spell") === "false";
+    if (params.has("rerank")) $("rerank").checked = params.get("rerank") === "true";
     return Boolean(params.get("q"));
   }
 
   form.addEventListener("submit", (event) => { event.preventDefault(); asTyped = false; search(); });
   $("spelling-typed").addEventListener("click", (event) => { event.preventDefault(); asTyped = true; search(); });
-  for (const input of form.querySelectorAll("input[name=mode], #k, #vertical")) {
+  for (const input of form.querySelectorAll("input[name=mode], #k, #vertical, #rerank")) {
     input.addEventListener("change", () => { if ($("q").value.trim()) search(); });
   }
 
