@@ -1,7 +1,8 @@
 """Load test of ``shopsearch serve`` on loopback: QPS and latency percentiles per mode, peak RSS.
 
 Starts the server as a child process (``python -m shopsearch.serve``) on an index directory, waits
-for ``/readyz``, then for each mode (dense, bm25, hybrid) runs:
+for ``/readyz``, then for each mode (dense, bm25, hybrid; ``MODE+rerank`` with ``--reranker``: the
+mode's top ``--rerank-depth`` re-ranked by the cross-encoder) runs:
 
 - **closed loop** at concurrency 1, 8 and 32: that many clients, each sending its next request as
   soon as the previous one is answered, for ``--duration`` seconds. Measures capacity.
@@ -20,6 +21,8 @@ Writes ``benchmarks/results/serve_load.json``. Run by hand::
 
     .venv/bin/python benchmarks/serve_load.py --index index/hd --duration 10 --rate 50
     .venv/bin/python benchmarks/serve_load.py --demo-products 300 --duration 1 --rate 10   # smoke run
+    .venv/bin/python benchmarks/serve_load.py --index index/hd --reranker ce-onnx --rerank-depth 30 \
+        --modes hybrid hybrid+rerank --rate 20 --duration 30 --out benchmarks/results/serve_load_rerank.json
 """
 
 from __future__ import annotations
@@ -95,6 +98,8 @@ def running_server(index: Path, port: int, args: argparse.Namespace, log_path: P
            "--cache-size", str(args.server_cache_size), "--workers", str(args.workers), "--log-level", "warning"]  # fmt: skip
     if args.encoder:
         cmd += ["--encoder", args.encoder]
+    if args.reranker:
+        cmd += ["--reranker", str(args.reranker), "--rerank-depth", str(args.rerank_depth)]
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
     try:
@@ -218,6 +223,12 @@ class LoopbackClient:
             return 0
 
 
+def search_params(query: str, mode: str, k: int) -> dict[str, Any]:
+    """The request of one search: ``MODE+rerank`` is ``mode=MODE&rerank=true``."""
+    base, _, rerank = mode.partition("+")
+    return {"q": query, "mode": base, "k": k, **({"rerank": "true"} if rerank == "rerank" else {})}
+
+
 async def _search(client: LoopbackClient, params: dict[str, Any]) -> bool:
     return await client.get("/search", params) == 200
 
@@ -231,7 +242,7 @@ async def closed_loop(client: LoopbackClient, mode: str, queries: list[str], con
     async def client_loop() -> None:
         nonlocal errors
         while time.perf_counter() < deadline:
-            params = {"q": queries[next(turn) % len(queries)], "mode": mode, "k": args.k}
+            params = search_params(queries[next(turn) % len(queries)], mode, args.k)
             t = time.perf_counter()
             if await _search(client, params):
                 latencies.append(time.perf_counter() - t)
@@ -253,7 +264,7 @@ async def open_loop(client: LoopbackClient, mode: str, queries: list[str], args:
         nonlocal errors, outstanding
         outstanding += 1
         try:
-            params = {"q": queries[i % len(queries)], "mode": mode, "k": args.k}
+            params = search_params(queries[i % len(queries)], mode, args.k)
             if await _search(client, params):
                 latencies.append(time.perf_counter() - scheduled)  # from the schedule, not the send
             else:
@@ -302,7 +313,7 @@ async def run_load(base: str, server: psutil.Process, queries: list[str], args: 
     async with LoopbackClient(host, int(port), size=max(max(args.concurrency), args.max_outstanding)) as client:
         for mode in args.modes:
             for q in queries[:5]:  # warm this mode's path (lazy initialisation, page faults)
-                await _search(client, {"q": q, "mode": mode, "k": args.k})
+                await _search(client, search_params(q, mode, args.k))
             await measured(open_loop(client, mode, queries, args))
             for concurrency in args.concurrency:
                 await measured(closed_loop(client, mode, queries, concurrency, args))
@@ -325,12 +336,16 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=5.0, help="seconds per measurement")
     parser.add_argument("--max-outstanding", type=int, default=64, help="open loop: most requests in flight")
     parser.add_argument("--k", type=int, default=10)
+    parser.add_argument("--reranker", type=Path, help="re-ranker to serve (CrossEncoder dir or ONNX export)")
+    parser.add_argument("--rerank-depth", type=int, default=30, help="top hits re-ranked in MODE+rerank")
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--encoder", choices=["auto", "onnx", "torch"], default=None)
     parser.add_argument("--server-cache-size", type=int, default=0)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args()
+    if any(m.endswith("+rerank") for m in args.modes) and args.reranker is None:
+        parser.error("a MODE+rerank mode needs --reranker")
 
     with tempfile.TemporaryDirectory(prefix="serve-load-") as tmp:
         tmp_dir = Path(tmp)
@@ -352,10 +367,13 @@ def main() -> None:
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     machine = {"platform": platform.platform(), "python": platform.python_version(), "cpus": cpus,
                "note": "client and server share this host"}
-    index_info = {k: info["index"].get(k) for k in ("n_products", "size_bytes", "dimension", "faiss_class", "encoder")}
+    index_info = {k: info["index"].get(k)
+                  for k in ("n_products", "size_bytes", "dimension", "faiss_class", "encoder", "reranker")}
     settings = {"modes": args.modes, "concurrency": args.concurrency, "rate": args.rate, "duration_s": args.duration,
                 "k": args.k, "workers": args.workers, "server_cache_size": args.server_cache_size,
-                "n_queries": len(queries), "max_outstanding": args.max_outstanding}
+                "n_queries": len(queries), "max_outstanding": args.max_outstanding,
+                "reranker": str(args.reranker) if args.reranker else None,
+                "rerank_depth": args.rerank_depth if args.reranker else None}
     server_info = {"startup_s": round(startup, 2), "peak_rss_mb": round(hwm / 2**20, 1) if hwm else None,
                    "sampled_max_rss_mb": round(sampled_peak / 2**20, 1)}
     report = {

@@ -130,3 +130,34 @@ def test_the_reranker_is_loaded_once_across_reloads(index_a, index_b, fused_ce):
     second, _ = holder.reload(index_b)
     assert second.reranker is first.reranker
     assert len(second.rerank_texts) == second.n_products
+
+
+def test_re_ranked_systems_are_side_by_side_systems_and_variants(index_a, fused_ce, tmp_path):
+    from serve_support import write_experiment
+
+    from shopsearch.serve.sbs_tokens import PairTokens
+
+    exp = write_experiment(tmp_path / "ab.yaml", name="rr", variants=[
+        {"name": "control", "mode": "hybrid"}, {"name": "reranked", "mode": "hybrid", "rerank": True}])
+    settings = make_settings(index_a, reranker=fused_ce, rerank_depth=DEPTH, sbs_db=tmp_path / "sbs.db",
+                             experiment=exp)
+    with TestClient(create_app(settings, pair_tokens=PairTokens(b"0123456789abcdef-test"))) as c:
+        systems = c.get("/sbs/systems").json()
+        assert systems["systems"][:6] == ["dense", "bm25", "hybrid", "dense+rerank", "bm25+rerank", "hybrid+rerank"]
+        assert (systems["default_a"], systems["default_b"]) == ("control", "reranked")
+        pair = c.get("/sbs/pair", params={"q": "kettle", "a": "hybrid", "b": "hybrid+rerank", "k": 5}).json()
+        plain = [h["product_id"] for h in search(c, "kettle", rerank="false")["results"]]
+        reranked = [h["product_id"] for h in search(c, "kettle", rerank="true")["results"]]
+        assert plain != reranked  # else the pair below proves nothing
+        sides = ([h["product_id"] for h in pair["left"]], [h["product_id"] for h in pair["right"]])
+        assert sides in ((plain, reranked), (reranked, plain))
+        described = {v["name"]: v["rerank"] for v in c.get("/info").json()["experiment"]["variants"]}
+        assert described == {"control": False, "reranked": True}
+        by_variant = {}
+        for user in (f"u{i}" for i in range(40)):
+            body = search(c, "kettle", user_id=user)
+            by_variant[body["variant"]] = body["reranked"]
+        assert by_variant == {"control": False, "reranked": True}
+    without = make_settings(index_a, experiment=exp)
+    with pytest.raises(ShopsearchError, match="has no re-ranker"), TestClient(create_app(without)):
+        pass

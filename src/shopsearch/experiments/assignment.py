@@ -39,13 +39,14 @@ _SPLIT_TOLERANCE = 1e-6
 
 
 class VariantSpec(BaseModel):
-    """One arm: a name, the index it serves from and the retrieval mode."""
+    """One arm: a name, the index it serves from, the retrieval mode and whether it re-ranks."""
 
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(min_length=1)
     index: Path | None = Field(None, description="index directory this variant serves (not needed for analysis)")
     mode: Literal["dense", "bm25", "hybrid"] = "hybrid"
+    rerank: bool = Field(False, description="re-rank the mode's top hits with the service's re-ranker (serve --reranker)")
 
 
 class ExperimentConfig(BaseModel):

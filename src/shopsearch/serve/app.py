@@ -274,7 +274,7 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if not holder.ready and settings.index is not None:
             await run_in_threadpool(holder.reload, settings.index)
-        if experiment is not None and not experiment.ready:
+        if experiment is not None:  # loads the holders not loaded yet, checks every variant
             await run_in_threadpool(experiment.load)
         # Opened here, closed below: each worker process holds its own connections (SQLite WAL
         # lets several processes append to one file).

@@ -46,12 +46,17 @@ def default_index(settings: ServeSettings, config: ExperimentConfig) -> Path | N
 
 @dataclass(frozen=True)
 class Arm:
-    """A variant as served: its holder (shared with other variants of the same index) and mode."""
+    """A variant as served: its holder (shared with other variants of the same index), mode and re-ranking."""
 
     name: str
     mode: str
     directory: Path
     holder: IndexHolder
+    rerank: bool = False
+
+    def request(self, request: SearchRequest) -> SearchRequest:
+        """``request`` as this variant serves it."""
+        return request.model_copy(update={"mode": self.mode, "rerank": self.rerank})
 
 
 class ExperimentRuntime:
@@ -71,7 +76,7 @@ class ExperimentRuntime:
                 raise ShopsearchError(f"experiment {config.name!r}: variant {v.name!r} names no index and no --index is given")
             key = Path(directory).resolve()
             holder = self.holders.setdefault(key, IndexHolder(settings))
-            self.arms[v.name] = Arm(v.name, v.mode, key, holder)
+            self.arms[v.name] = Arm(v.name, v.mode, key, holder, v.rerank)
 
     @classmethod
     def from_file(cls, path: str | Path, settings: ServeSettings, main: IndexHolder) -> ExperimentRuntime:
@@ -107,6 +112,9 @@ class ExperimentRuntime:
                     f"experiment {self.name!r}: variant {arm.name!r} asks for mode {arm.mode!r}, "
                     f"but its index {arm.directory.name} has {modes} only"
                 )
+            if arm.rerank and arm.holder.current.reranker is None:
+                raise ShopsearchError(f"experiment {self.name!r}: variant {arm.name!r} re-ranks, but the service "
+                                      "has no re-ranker (start it with --reranker)")
 
     def pins(self, holder: IndexHolder) -> bool:
         """Whether a variant serves from ``holder`` (an admin reload must not move it elsewhere)."""
@@ -119,10 +127,10 @@ class ExperimentRuntime:
     def variant_of(self, unit_id: str) -> str:
         return assign(self.config, unit_id)
 
-    def arm(self, name: str) -> tuple[ServingIndex, str]:
-        """The snapshot and mode a variant serves now (for side-by-side pairs)."""
+    def arm(self, name: str) -> tuple[ServingIndex, Arm]:
+        """The snapshot a variant serves now, and the variant (for side-by-side pairs)."""
         arm = self.arms[name]
-        return arm.holder.current, arm.mode
+        return arm.holder.current, arm
 
     def search(self, service: SearchService, request: SearchRequest) -> SearchResponse | None:
         """The experiment's answer to ``request``, or None when the request names no unit."""
@@ -133,15 +141,15 @@ class ExperimentRuntime:
         if variant == INTERLEAVED:
             return self._interleaved(service, request, unit)
         arm = self.arms[variant]
-        response = service.search(request.model_copy(update={"mode": arm.mode}), snapshot=arm.holder.current)
+        response = service.search(arm.request(request), snapshot=arm.holder.current)
         return response.model_copy(update={"experiment": self.name, "variant": variant})
 
     def _interleaved(self, service: SearchService, request: SearchRequest, unit: str) -> SearchResponse:
         started = time.perf_counter()
         a, b = (self.arms[v.name] for v in self.config.variants)
         # both rankings at full k: team draft then takes at most k from their union
-        ra = service.search(request.model_copy(update={"mode": a.mode}), snapshot=a.holder.current)
-        rb = service.search(request.model_copy(update={"mode": b.mode}), snapshot=b.holder.current)
+        ra = service.search(a.request(request), snapshot=a.holder.current)
+        rb = service.search(b.request(request), snapshot=b.holder.current)
         merged = team_draft([h.product_id for h in ra.results], [h.product_id for h in rb.results],
                             ra.query, unit, k=ra.k)  # fmt: skip
         hits = {"a": {h.product_id: h for h in ra.results}, "b": {h.product_id: h for h in rb.results}}
@@ -163,7 +171,8 @@ class ExperimentRuntime:
             "design": self.config.design,
             "unit": self.config.unit,
             "variants": [
-                {"name": v.name, "mode": self.arms[v.name].mode, "index": self.arms[v.name].directory.name, "split": w}
+                {"name": v.name, "mode": self.arms[v.name].mode, "rerank": v.rerank,
+                 "index": self.arms[v.name].directory.name, "split": w}
                 for v, w in zip(self.config.variants, self.config.weights, strict=True)
             ],
         }

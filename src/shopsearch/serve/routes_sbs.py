@@ -37,7 +37,7 @@ from shopsearch.serve.schemas import (
     error_responses,
 )
 from shopsearch.serve.settings import K_LIMIT
-from shopsearch.serve.systems import UnknownSystemError, resolve_system, system_names
+from shopsearch.serve.systems import UnknownSystemError, resolve_system, served_systems, system_names
 
 ANONYMOUS = "anonymous"
 SystemName = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=ID_PATTERN)]
@@ -100,12 +100,12 @@ def _blind(hits: list[Hit]) -> list[BlindHit]:
 @router.get("/systems", responses=error_responses(503))
 def sbs_systems(ctx: Context) -> SbsSystems:
     """The systems a pair can compare, and a default pair (the experiment's two first variants,
-    else two modes, hybrid against dense preferred)."""
+    else the re-ranked hybrid against the hybrid, else two modes, hybrid against dense preferred)."""
     names = system_names(ctx.holder, ctx.experiment)
     if ctx.experiment is not None:
-        first: list[str | None] = list(names[len(ctx.holder.current.modes):])
+        first: list[str | None] = list(names[len(served_systems(ctx.holder.current)):])
     else:
-        first = [m for m in ("hybrid", "dense", "bm25") if m in names]
+        first = [m for m in ("hybrid+rerank", "hybrid", "dense", "bm25") if m in names]
     a, b = [*first, None, None][:2]
     return SbsSystems(systems=names, default_a=a, default_b=b)
 
@@ -123,8 +123,8 @@ def sbs_pair(params: Annotated[PairParams, Query()], ctx: Context) -> SbsPair:
     base = SearchRequest(q=params.q, k=params.k, vertical=params.vertical, brand=params.brand)
     # search with the query as the rater typed it; the pair and token use the cleaned text
     results = {}
-    for name, (snapshot, mode) in systems.items():
-        results[name] = ctx.service.search(base.model_copy(update={"mode": mode}), snapshot=snapshot)
+    for name, system in systems.items():
+        results[name] = ctx.service.search(system.request(base), snapshot=system.snapshot)
     query = results[params.a].query
     pair = ctx.pair_tokens.sides(query, params.a, params.b)
     return SbsPair(
