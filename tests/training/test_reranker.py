@@ -98,3 +98,34 @@ def test_the_cli_trains_a_reranker_that_eval_then_uses(shop, tmp_path):
     assert result.exit_code == 0, result.output
     systems = json.loads(report.read_text())["systems"]
     assert list(systems) == ["bm25", "bm25>rerank:ce@10"]
+
+
+def test_the_cli_calibrates_the_reranker_as_the_synthesis_judge(shop, tmp_path):
+    """One cross-encoder: train-reranker's model (and its ONNX export) is a business judge too."""
+    from shopsearch.models import export_cross_encoder_onnx
+    from shopsearch.retrieval.rerank import JUDGE_FILE
+    from shopsearch.synthesis.judges import CrossEncoderJudge, JudgeError
+
+    data = save_dataset(shop[0], tmp_path / "data")
+    result = CliRunner().invoke(cli, ["train-reranker", "--catalog", str(data), "--format", "shopsearch",
+                                      "--dev-fraction", "0.25", "--first-stage", "bm25", "--negatives", "2",
+                                      "--mining-depth", "10", "--rerank-depth", "10", "--batch-size", "16",
+                                      "--epochs", "0.2", "--output", str(tmp_path / "ce")], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    model = tmp_path / "ce" / "model"
+    saved = json.loads((model / JUDGE_FILE).read_text())
+    assert saved["calibrated"] and saved["source"] == "train-reranker" and 0.0 <= saved["threshold"] <= 1.0
+    assert "as a synthesis judge" in result.output
+    judge = CrossEncoderJudge.load(model)
+    assert judge.threshold == saved["threshold"] and judge.describe()["reranker"] == "cross-encoder"
+    queries, texts = ["cordless drill", "red dress"], ["Bosch cordless drill 18V", "Red summer dress"]
+    logits = CrossEncoderReranker(model).score(queries, texts)
+    assert np.allclose(judge.score(queries, texts), 1 / (1 + np.exp(-logits)), atol=1e-5)
+    export = tmp_path / "onnx"
+    export_cross_encoder_onnx(model, export)
+    onnx_judge = CrossEncoderJudge.load(export)
+    assert onnx_judge.threshold == judge.threshold and onnx_judge.describe()["reranker"] == "onnx-cross-encoder"
+    (model / JUDGE_FILE).unlink()
+    with pytest.raises(JudgeError, match="calibrates its threshold"):
+        CrossEncoderJudge.load(model)
+    assert CrossEncoderJudge.load(model, threshold=0.7).threshold == 0.7

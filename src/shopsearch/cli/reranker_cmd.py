@@ -59,7 +59,8 @@ def train_reranker(
     (grade / max grade) and hard negatives mined from the first stage's top products, binary
     cross-entropy, dev NDCG@10 of the re-ranked first stage every --eval-steps and at the end, the
     best kept. OUTPUT/model opens with `CrossEncoder(path)`; evaluate or serve it as
-    `--system "hybrid>rerank:OUTPUT/model@50"`. Settings come from the `reranker` section of --config,
+    `--system "hybrid>rerank:OUTPUT/model@50"`. With dev judgments its threshold as the synthesis
+    business judge is calibrated too (`synth ... --judge OUTPUT/model`). Settings come from the `reranker` section of --config,
     overridden by flags."""
     from shopsearch.cli.train_cmd import split_by_query
     from shopsearch.data.render import ProductTextRenderer
@@ -105,3 +106,12 @@ def train_reranker(
         if fusion:
             console.print(f"fused with the first stage (weight {fusion['fusion_weight']}, stored with the model): "
                           f"{fusion['dev_ndcg@10']:.4f}")
+    if dev_set is not None:  # one cross-encoder for re-ranking and for judging synthetic pairs
+        from shopsearch.synthesis.judges.training import calibrate_reranker_judge
+
+        with console.status("calibrating the model's threshold as a synthesis judge on dev"):
+            calibration, report = calibrate_reranker_judge(Path(output) / "model", dev_set,
+                                                           target_precision=cfg.judge_target_precision, seed=cfg.seed)
+        console.print(f"as a synthesis judge (`synth run --judge {Path(output) / 'model'}`): threshold "
+                      f"{calibration.threshold:.3f}, dev precision {report['precision']:.3f}, "
+                      f"recall {report['recall']:.3f}")

@@ -135,7 +135,7 @@ def judge_settings(
     )
     if j.business is None:
         raise ConfigError(
-            "no business judge: train one with `shopsearch synth train-judge` and pass --judge DIR "
+            "no business judge: train one with `shopsearch synth train-judge` (or use a train-reranker model) and pass --judge DIR "
             "(or set synth.judges.business)"
         )
     return j
@@ -168,7 +168,8 @@ ThreadsOpt = Annotated[
 ]
 JudgeOpt = Annotated[
     Path | None,
-    typer.Option("--judge", help="Business relevance classifier directory (`synth train-judge`)."),
+    typer.Option("--judge", help="Business relevance judge: a `synth train-judge` directory, or a `train-reranker` "
+                 "model (RUN/model) or its ONNX export (one cross-encoder for re-ranking and judging)."),
 ]
 SemanticThresholdOpt = Annotated[
     float | None,

@@ -24,7 +24,7 @@ from shopsearch.data.errors import ShopsearchError
 from shopsearch.models.export import _ort_version, _quiet_export, _tokenizer_json
 from shopsearch.retrieval.encoder import model_fingerprint
 from shopsearch.retrieval.onnx_session import ort_session
-from shopsearch.retrieval.rerank import FUSION_FILE
+from shopsearch.retrieval.rerank import FUSION_FILE, JUDGE_FILE
 from shopsearch.retrieval.rerank_onnx import FP32_FILE, INT8_FILE, KIND, OUTPUT
 
 __all__ = ["export_cross_encoder_onnx", "is_cross_encoder_dir"]
@@ -69,7 +69,7 @@ def export_cross_encoder_onnx(model_dir: str | Path, out_dir: str | Path, *, qua
     """Export the cross-encoder at ``model_dir`` to ``out_dir`` (replaced atomically); return the manifest.
 
     Writes ``model.onnx``, ``model_int8.onnx`` (when ``quantize_int8``), ``tokenizer.json``, the
-    model's fusion weight file when it has one, and ``manifest.json`` (kind ``onnx-cross-encoder``:
+    model's settings files when it has them (fusion weight and text fields, judge threshold), and ``manifest.json`` (kind ``onnx-cross-encoder``:
     inputs, max length, source fingerprint, checksums, the largest |logit| difference from torch on
     the probe pairs, and each graph's probe logits, re-checked whenever the export is opened).
     """
@@ -107,8 +107,9 @@ def export_cross_encoder_onnx(model_dir: str | Path, out_dir: str | Path, *, qua
                              extra_options={"MatMulConstBOnly": True})
             files["int8"] = INT8_FILE
         _tokenizer_json(tok, tmp)
-        if (src / FUSION_FILE).is_file():
-            shutil.copy2(src / FUSION_FILE, tmp / FUSION_FILE)
+        for settings in (FUSION_FILE, JUDGE_FILE):  # fusion weight, text fields; judge threshold
+            if (src / settings).is_file():
+                shutil.copy2(src / settings, tmp / settings)
         feed = {n: t.numpy() for n, t in zip(names, example, strict=True)}
         logits = {p: ort_session(tmp / f, 1).run(None, feed)[0].reshape(-1) for p, f in files.items()}
         manifest = write_manifest(

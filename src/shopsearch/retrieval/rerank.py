@@ -31,6 +31,8 @@ from shopsearch.data.errors import ShopsearchError
 from shopsearch.retrieval.base import NO_ID, NO_SCORE, Retriever, SearchResult
 
 FUSION_FILE = "shopsearch_reranker.json"  # in the model directory: {"fusion_weight": w, ...}
+# The model's threshold as a relevance judge (shopsearch.synthesis.judges), when calibrated.
+JUDGE_FILE = "shopsearch_judge.json"
 
 
 def read_reranker_settings(model_dir: str | Path) -> dict[str, Any]:

@@ -59,6 +59,8 @@ class RerankerConfig(CrossEncoderFitConfig):
     rerank_depth: int = Field(50, ge=1, description="first-stage hits re-ranked in dev evaluations")
     dev_queries: int | None = Field(400, ge=1, description="dev queries per evaluation (None: all)")
     eval_steps: int | None = Field(None, ge=1, description="steps between dev evaluations (None: the end only)")
+    judge_target_precision: float = Field(
+        0.9, gt=0, le=1, description="dev precision the model's threshold as a synthesis judge is calibrated to")
 
 
 def mine_pairs(dataset: Dataset, first_stage: Retriever, texts: dict[str, str], config: RerankerConfig,

@@ -8,6 +8,12 @@ its score is sigmoid(logit) in [0, 1]. It is trained by the same core as the re-
 (:mod:`shopsearch.training.cross_encoder`). A saved classifier is a plain CrossEncoder directory
 (``CrossEncoder(path)`` opens it) plus ``shopsearch_judge.json`` (the calibrated threshold and how it
 was obtained) and a checksummed ``manifest.json``.
+
+One cross-encoder, not two: the re-ranker of ``shopsearch train-reranker`` (``RUN/model``) or its ONNX
+export is a judge as well. ``train-reranker`` calibrates its threshold on dev the same way
+(:func:`~shopsearch.synthesis.judges.training.calibrate_reranker_judge`) and stores it as
+``shopsearch_judge.json`` in the model directory, so ``--judge RUN/model`` works wherever a
+``synth train-judge`` output does, and a shop trains, checks and ships one model.
 """
 
 from __future__ import annotations
@@ -19,11 +25,12 @@ from typing import Any
 
 import numpy as np
 
-from shopsearch.artifacts import read_manifest
+from shopsearch.artifacts import MANIFEST, read_manifest
+from shopsearch.retrieval.rerank import FUSION_FILE, JUDGE_FILE, load_reranker
+from shopsearch.retrieval.rerank_onnx import is_onnx_cross_encoder
 from shopsearch.synthesis.judges.base import JudgeError, check_pairs
 
 MANIFEST_KIND = "relevance-classifier"
-JUDGE_FILE = "shopsearch_judge.json"
 UNCALIBRATED_THRESHOLD = 0.5
 
 
@@ -44,6 +51,8 @@ def cross_encoder_class() -> Any:
 class CrossEncoderJudge:
     """A cross-encoder as a :class:`~shopsearch.synthesis.judges.base.RelevanceJudge`.
 
+    ``model`` is a sentence-transformers ``CrossEncoder`` or a re-ranker scorer (anything with
+    ``score(queries, texts) -> logits``, e.g. :class:`~shopsearch.retrieval.rerank_onnx.OnnxCrossEncoder`).
     ``score`` = sigmoid(logit) in [0, 1]; :meth:`load` takes ``threshold`` from the dev calibration
     saved with the model unless one is given.
     """
@@ -74,24 +83,32 @@ class CrossEncoderJudge:
         name: str = "business",
         verify: bool = True,
     ) -> CrossEncoderJudge:
-        """Open a directory written by ``train_relevance_classifier`` (kind and checksums verified)."""
-        ce = cross_encoder_class()
+        """Open a directory written by ``train_relevance_classifier`` (kind and checksums verified), or a
+        re-ranker: a ``train-reranker`` model directory or its ONNX export (scored on onnxruntime)."""
         path = Path(path)
-        manifest = read_manifest(path, kind=MANIFEST_KIND, verify=verify)
-        saved = json.loads((path / JUDGE_FILE).read_text(encoding="utf-8"))
+        reranker = is_onnx_cross_encoder(path) or ((path / FUSION_FILE).is_file() and not (path / MANIFEST).is_file())
+        if not reranker:
+            manifest = read_manifest(path, kind=MANIFEST_KIND, verify=verify)
+        saved = json.loads((path / JUDGE_FILE).read_text(encoding="utf-8")) if (path / JUDGE_FILE).is_file() else None
+        if saved is None and (not reranker or threshold is None):
+            raise JudgeError(f"{path} holds no {JUDGE_FILE}: a re-ranker becomes a judge once `shopsearch "
+                             "train-reranker --dev-judgments ...` calibrates its threshold (or give a threshold)")
+        ce = cross_encoder_class()
         try:
-            model = ce(str(path), device=device, local_files_only=True)
+            model = load_reranker(path) if reranker else ce(str(path), device=device, local_files_only=True)
         except Exception as exc:
             raise JudgeError(f"could not load the relevance classifier at {path}: {exc}") from exc
+        saved = saved or {}
         info = {
             "path": str(path.resolve()),
             "calibrated": saved.get("calibrated", False),
             "calibration": saved.get("calibration"),
-            "created": manifest.get("created"),
+            "created": None if reranker else manifest.get("created"),
+            **({"reranker": model.describe()["kind"]} if reranker else {}),
         }
         return cls(
             model,
-            threshold=float(saved["threshold"]) if threshold is None else threshold,
+            threshold=float(threshold) if threshold is not None else float(saved["threshold"]),
             batch_size=batch_size,
             name=name,
             info=info,
@@ -101,6 +118,9 @@ class CrossEncoderJudge:
         q, t = check_pairs(queries, product_texts)
         if not q:
             return np.zeros(0, dtype=np.float32)
+        if not hasattr(self.model, "predict"):  # a re-ranker scorer: raw logits
+            logits = np.asarray(self.model.score(q, t), dtype=np.float64)
+            return (1.0 / (1.0 + np.exp(-logits))).astype(np.float32)
         import torch
 
         scores = self.model.predict(

@@ -141,3 +141,33 @@ def train_relevance_classifier(
                        data={"train": train.summary(), "dev": dev.summary() if dev is not None else None})
     return ClassifierRun(path=Path(output), n_pairs=len(pairs), n_judged_pairs=training["judged_pairs"],
                          training=training, calibration=calibration, dev=dev_figures, dev_pairs=dev_pairs)
+
+
+def calibrate_reranker_judge(model_dir: str | Path, dev: Dataset, *, target_precision: float = 0.9,
+                             min_accepted: int = 20, seed: int = 0) -> tuple[ThresholdCalibration, dict[str, Any]]:
+    """Make a ``train-reranker`` model a business judge too: calibrate its sigmoid(logit) threshold on
+    ``dev``'s judged pairs exactly as :func:`train_relevance_classifier` does (lowest threshold reaching
+    ``target_precision`` for relevant = grade >= relevant_min) and write ``shopsearch_judge.json`` into
+    ``model_dir`` (atomically). Returns the calibration and the dev precision / recall / AUC."""
+    from shopsearch.artifacts import atomic_write_text
+    from shopsearch.retrieval.rerank import load_reranker
+
+    reranker = load_reranker(model_dir)
+    renderer = ProductTextRenderer(fields=reranker.text_fields)
+    pairs = judged_pairs(dev, product_text_map(dev.catalog, renderer), unjudged_per_query=0, seed=seed)
+    calibration, scores = calibrate_judge(CrossEncoderJudge(reranker), pairs, target_precision=target_precision,
+                                          min_accepted=min_accepted)
+    report = {**binary_report(scores, pairs["relevant"].to_numpy(), calibration.threshold),
+              "n_queries": int(pairs["query_id"].nunique())}
+    judge_info = {
+        "threshold": calibration.threshold,
+        "calibrated": True,
+        "calibration": calibration.to_dict(),
+        "score": "sigmoid(logit) in [0, 1]",
+        "source": "train-reranker",
+        "text_fields": list(reranker.text_fields),
+        "grade_scheme": dev.scheme.describe(),
+        "dev": report,
+    }
+    atomic_write_text(Path(model_dir) / JUDGE_FILE, json.dumps(judge_info, indent=2) + "\n")
+    return calibration, report
