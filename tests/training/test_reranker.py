@@ -129,3 +129,25 @@ def test_the_cli_calibrates_the_reranker_as_the_synthesis_judge(shop, tmp_path):
     with pytest.raises(JudgeError, match="calibrates its threshold"):
         CrossEncoderJudge.load(model)
     assert CrossEncoderJudge.load(model, threshold=0.7).threshold == 0.7
+
+
+@pytest.mark.parametrize("loss", ["lambdaloss", "listnet"])
+def test_listwise_losses_train_on_whole_queries(shop, tmp_path, loss):
+    _, train, dev, bm25, _ = shop
+    config = RerankerConfig(**SMALL, loss=loss)
+    figures = train_reranker(train, bm25, tmp_path / "run", config, dev=dev, show_progress=False)
+    pairs = pd.read_parquet(tmp_path / "run" / "pairs.parquet").head(figures["pairs_trained"])
+    queries = pairs["query_id"].nunique()
+    rows = max(1, round(SMALL["batch_size"] / (len(pairs) / queries)))
+    assert figures["loss"] == loss and figures["batch_rows"] == rows
+    assert figures["steps"] == -(-queries // rows)  # one epoch: every query once, whole
+    assert np.isfinite(figures["train_loss"]) and CrossEncoderReranker(tmp_path / "run" / "model").text_fields == ("title",)
+
+
+def test_a_listwise_loss_needs_query_ids():
+    from shopsearch.data.errors import ShopsearchError
+    from shopsearch.training.cross_encoder import CrossEncoderFitConfig, _training_data
+
+    pairs = pd.DataFrame({"query": ["a"], "product_text": ["b"], "label": [1.0]})
+    with pytest.raises(ShopsearchError, match="query_id"):
+        _training_data(None, pairs, CrossEncoderFitConfig(loss="lambdaloss"))

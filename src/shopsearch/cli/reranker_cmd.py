@@ -47,6 +47,9 @@ def train_reranker(
     rerank_depth: Annotated[int | None, typer.Option(help="First-stage hits re-ranked in dev evaluations.")] = None,
     epochs: Annotated[float | None, typer.Option(help="Epochs over the pairs.")] = None,
     batch_size: Annotated[int | None, typer.Option(help="Pairs per step.")] = None,
+    loss: Annotated[
+        str | None, typer.Option(help="bce (pointwise, default) | lambdaloss | listnet (listwise over each query's pairs).")
+    ] = None,
     time_budget: Annotated[float | None, typer.Option(help="Seconds of training: the pairs are cut to fit.")] = None,
     eval_steps: Annotated[int | None, typer.Option(help="Steps between dev evaluations (default: the end only).")] = None,
     seed: Annotated[int | None, typer.Option(help="Seed of mining, sampling and the new head.")] = None,
@@ -75,7 +78,7 @@ def train_reranker(
     raw = read_config_file(config).get("reranker") or {}
     flags = nest_flags({
         "first_stage": first_stage, "base_model": model, "negatives_per_query": negatives,
-        "mining_depth": mining_depth, "rerank_depth": rerank_depth, "epochs": epochs, "batch_size": batch_size,
+        "mining_depth": mining_depth, "rerank_depth": rerank_depth, "epochs": epochs, "batch_size": batch_size, "loss": loss,
         "time_budget_s": time_budget, "eval_steps": eval_steps, "seed": seed, "text_fields": text_field or None,
     })
     try:

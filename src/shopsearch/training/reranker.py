@@ -12,7 +12,10 @@ Loss. Binary cross-entropy on the soft targets (sentence-transformers ``BinaryCr
     L = -mean[ y log sigmoid(s) + (1 - y) log(1 - sigmoid(s)) ]
 
 a pointwise regression onto the grade scale, whose logit orders a query's candidates by expected
-grade: the order NDCG@10 with linear gain rewards. The fitting core (length-grouped batches, time
+grade: the order NDCG@10 with linear gain rewards. ``loss: lambdaloss`` (NDCG-Loss2++, Wang et al.
+2018) or ``listnet`` trains listwise instead, over each query's judged and mined pairs together
+(sentence-transformers' losses), so the model learns the order within a query rather than the
+grade of each pair. The fitting core (length-grouped batches, time
 budget) is :mod:`shopsearch.training.cross_encoder`, shared with the synthesis relevance judge.
 
 Selection. ``eval_steps`` apart, the first stage's top ``rerank_depth`` of ``dev_queries`` dev queries is
