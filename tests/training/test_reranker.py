@@ -151,3 +151,19 @@ def test_a_listwise_loss_needs_query_ids():
     pairs = pd.DataFrame({"query": ["a"], "product_text": ["b"], "label": [1.0]})
     with pytest.raises(ShopsearchError, match="query_id"):
         _training_data(None, pairs, CrossEncoderFitConfig(loss="lambdaloss"))
+
+
+def test_a_reranker_can_keep_only_its_bottom_layers(shop, tmp_path):
+    from sentence_transformers.cross_encoder import CrossEncoder
+
+    from shopsearch.data.errors import ShopsearchError
+    from shopsearch.training.cross_encoder import new_cross_encoder
+
+    _, train, dev, bm25, _ = shop
+    figures = train_reranker(train, bm25, tmp_path / "run", RerankerConfig(**SMALL, num_layers=2), dev=dev,
+                             show_progress=False)
+    assert figures["steps"] > 0
+    model = CrossEncoder(str(tmp_path / "run" / "model"), local_files_only=True)
+    assert model.model.config.num_hidden_layers == 2 and len(model.model.bert.encoder.layer) == 2
+    with pytest.raises(ShopsearchError, match=r"1\.\.6"):
+        new_cross_encoder(num_layers=7)

@@ -42,6 +42,9 @@ def train_reranker(
         str | None, typer.Option(help="System whose top products are mined and re-ranked (default hybrid; any --system spec).")
     ] = None,
     model: Annotated[str | None, typer.Option(help="Base model directory (default: bundled all-MiniLM-L6-v2).")] = None,
+    layers: Annotated[
+        int | None, typer.Option(help="Keep the base model's bottom N transformer layers: cheaper per pair.")
+    ] = None,
     negatives: Annotated[int | None, typer.Option(help="Unjudged first-stage products per query, as label 0.")] = None,
     mining_depth: Annotated[int | None, typer.Option(help="Negatives come from the first stage's top this many.")] = None,
     rerank_depth: Annotated[int | None, typer.Option(help="First-stage hits re-ranked in dev evaluations.")] = None,
@@ -77,7 +80,7 @@ def train_reranker(
     )
     raw = read_config_file(config).get("reranker") or {}
     flags = nest_flags({
-        "first_stage": first_stage, "base_model": model, "negatives_per_query": negatives,
+        "first_stage": first_stage, "base_model": model, "num_layers": layers, "negatives_per_query": negatives,
         "mining_depth": mining_depth, "rerank_depth": rerank_depth, "epochs": epochs, "batch_size": batch_size, "loss": loss,
         "time_budget_s": time_budget, "eval_steps": eval_steps, "seed": seed, "text_fields": text_field or None,
     })

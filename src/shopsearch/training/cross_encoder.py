@@ -63,19 +63,41 @@ class CrossEncoderFitConfig(BaseModel):
         "or listnet: listwise over each query's pairs (needs a query_id column)")
 
 
-def new_cross_encoder(base_model: str | Path | None = None, *, max_length: int = 64, device: str | None = None) -> Any:
+def new_cross_encoder(base_model: str | Path | None = None, *, max_length: int = 64, device: str | None = None,
+                      num_layers: int | None = None) -> Any:
     """A ``CrossEncoder`` with one output logit from a local model directory (bundled MiniLM by default).
 
     From a bi-encoder directory sentence-transformers keeps the transformer body and draws a new
-    classification head, so seed torch before calling this for reproducible runs.
+    classification head, so seed torch before calling this for reproducible runs; from a cross-encoder
+    directory (e.g. a trained re-ranker) it keeps the head too. ``num_layers`` keeps only the bottom
+    that many transformer layers (Sajjad et al. 2023, "On the effect of dropping layers of pre-trained
+    transformer models": the top layers go first at little cost): a re-ranker's cost per pair is
+    linear in its layers, and on a 2-core server the re-ranker's layers decide how many hits fit a
+    latency budget.
     """
     from sentence_transformers.cross_encoder import CrossEncoder
 
     _, path = resolve_model(base_model)
     try:
-        return CrossEncoder(str(path), num_labels=1, max_length=max_length, device=device, local_files_only=True)
+        model = CrossEncoder(str(path), num_labels=1, max_length=max_length, device=device, local_files_only=True)
     except Exception as exc:  # OSError, ValueError, safetensors errors...
         raise ShopsearchError(f"could not build a cross-encoder from {path}: {exc}") from exc
+    if num_layers is not None:
+        drop_top_layers(model.model, num_layers)
+    return model
+
+
+def drop_top_layers(hf_model: Any, num_layers: int) -> None:
+    """Keep the bottom ``num_layers`` transformer layers of a BERT-style ``*ForSequenceClassification``."""
+    body = getattr(hf_model, hf_model.base_model_prefix, None)
+    layers = getattr(getattr(body, "encoder", None), "layer", None)
+    if layers is None:
+        raise ShopsearchError(f"dropping layers needs a BERT-style encoder (encoder.layer); "
+                              f"{type(hf_model).__name__} has none")
+    if not 1 <= num_layers <= len(layers):
+        raise ShopsearchError(f"num_layers must lie in 1..{len(layers)} for this model, got {num_layers}")
+    del layers[num_layers:]
+    hf_model.config.num_hidden_layers = num_layers
 
 
 class LengthGroupedBatchSampler(DefaultBatchSampler):

@@ -62,6 +62,9 @@ class RerankerConfig(CrossEncoderFitConfig):
     rerank_depth: int = Field(50, ge=1, description="first-stage hits re-ranked in dev evaluations")
     dev_queries: int | None = Field(400, ge=1, description="dev queries per evaluation (None: all)")
     eval_steps: int | None = Field(None, ge=1, description="steps between dev evaluations (None: the end only)")
+    num_layers: int | None = Field(
+        None, ge=1, description="keep the base model's bottom this many transformer layers (None: all): "
+        "a cheaper re-ranker per pair")
     judge_target_precision: float = Field(
         0.9, gt=0, le=1, description="dev precision the model's threshold as a synthesis judge is calibrated to")
 
@@ -164,7 +167,8 @@ def train_reranker(
                  if dev is not None else texts)
 
     torch.manual_seed(config.seed)  # the new classification head is drawn at construction
-    model = new_cross_encoder(config.base_model, max_length=config.max_seq_length, device=config.device)
+    model = new_cross_encoder(config.base_model, max_length=config.max_seq_length, device=config.device,
+                              num_layers=config.num_layers)
     history: list[dict[str, Any]] = []
 
     def evaluate(step: int) -> float:
