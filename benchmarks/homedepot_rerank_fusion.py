@@ -48,6 +48,8 @@ def main() -> None:
     ap.add_argument("--model", required=True, type=Path, help="cross-encoder directory")
     ap.add_argument("--first", default="hybrid", help="first-stage system spec")
     ap.add_argument("--depth", type=int, default=50)
+    ap.add_argument("--also-depths", type=int, nargs="*", default=[],
+                    help="also the fusion curve re-ranking only each query's top N of these (from the same scores)")
     ap.add_argument("--components", action="store_true", help="also fuse with BM25 and dense separately")
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
@@ -77,6 +79,15 @@ def main() -> None:
         frame = per_query_metrics(run, qrels, dev.scheme, ["ndcg@10"], query_ids=qids)
         curve[str(w)] = round(float(frame["ndcg@10"].mean()), 6)
         print(f"w={w}: NDCG@10 {curve[str(w)]:.4f}")
+    shallower = {}
+    for depth in args.also_depths:  # the head's prefix: the same scores, fewer of them re-ordered
+        shallower[str(depth)] = {}
+        for w in GRID:
+            run = order_heads(found, logits[:, :depth], 10, w).to_run(qids)
+            frame = per_query_metrics(run, qrels, dev.scheme, ["ndcg@10"], query_ids=qids)
+            shallower[str(depth)][str(w)] = round(float(frame["ndcg@10"].mean()), 6)
+        best = max(shallower[str(depth)].items(), key=lambda kv: kv[1])
+        print(f"depth {depth}: best w={best[0]} NDCG@10 {best[1]:.4f}")
     components = component_curve(args, dev, texts, queries, qids, found, logits) if args.components else None
     result = {
         "benchmark": "homedepot_rerank_fusion", "date": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -85,6 +96,7 @@ def main() -> None:
         "queries": len(qids), "pairs": pairs,
         "ce_pairs_per_second": round(pairs / seconds, 1) if seconds else None,
         "ndcg@10": {"first_stage": curve["0.0"], "cross_encoder": curve["1.0"], "fused": curve},
+        **({"fused_at_depth": shallower} if shallower else {}),
         **({"components": components} if components else {}),
     }
     if args.out:

@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/summarize.py homedepot          # benchmarks/results/homedepot_baselines.json
     .venv/bin/python benchmarks/summarize.py demo demo-out/report.json
+    .venv/bin/python benchmarks/summarize.py rerank     # re-ranking: dev quality and serving latency
 
 The README's tables are pasted from this output, so every figure there traces back to a file.
 """
@@ -72,11 +73,31 @@ def demo(path: Path) -> None:
     print("\n".join(strata_table({name: s["strata"] for name, s in d["systems"].items()})))
 
 
+def rerank() -> None:
+    """Re-ranking on Home Depot dev (fusion benchmark files) and served under load (serve_load_rerank_*)."""
+    print("| re-ranker | depth | first stage | cross-encoder alone | fused (w) |\n|---|---:|---:|---:|---:|")
+    for path in sorted(RESULTS.glob("homedepot_rerank_fusion*_dev.json")):
+        d = json.loads(path.read_text())
+        n = d["ndcg@10"]
+        w, best = max(n["fused"].items(), key=lambda kv: kv[1])
+        print(f"| {d['model']} | {d['depth']} | {n['first_stage']:.4f} | {n['cross_encoder']:.4f} | {best:.4f} ({w}) |")
+    print("\n| served re-ranker | depth | mode | p50 ms | p99 ms at 20 req/s | server CPU ms/request |\n"
+          "|---|---:|---|---:|---:|---:|")
+    for path in sorted(RESULTS.glob("serve_load_rerank*.json")):
+        d = json.loads(path.read_text())
+        for r in d["results"]:
+            if r["loop"] == "open":
+                print(f"| {d['settings']['reranker']} | {d['settings']['rerank_depth']} | {r['mode']} | "
+                      f"{r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {r['server_cpu_ms_per_request']:.1f} |")
+
+
 if __name__ == "__main__":
     which = sys.argv[1] if len(sys.argv) > 1 else "homedepot"
     if which == "homedepot":
         homedepot(Path(sys.argv[2]) if len(sys.argv) > 2 else RESULTS / "homedepot_baselines.json")
     elif which == "demo":
         demo(Path(sys.argv[2]) if len(sys.argv) > 2 else Path("demo-out/report.json"))
+    elif which == "rerank":
+        rerank()
     else:
-        sys.exit(f"unknown summary {which!r}: homedepot | demo")
+        sys.exit(f"unknown summary {which!r}: homedepot | demo | rerank")
