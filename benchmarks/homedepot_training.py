@@ -6,7 +6,8 @@ InfoNCE: ROAR on judged groups only, ROAR with mined unjudged negatives in the g
 ROAR replaced by Bradley-Terry and by ListMLE; the paper's full recipe, ROAR on the masked stage 1;
 ROAR on that stage 1, one epoch and half an epoch (the default until pseudo-queries); and that stage 1
 with keyword pseudo-queries for about half of the unjudged products, then for all of them (the
-default), each followed by half an epoch of ROAR.
+default), each followed by half an epoch of ROAR; then that default stage 2 with a teacher distilled
+into it (the hybrid, the --teacher-model cross-encoder, both), each tested against the row before.
 Every row is trained on `train` with `shopsearch.training.train`, evaluated on `dev` over the full
 catalogue (protocol of ../shared/data/home-depot/README.md), dense and hybrid (BM25 + the row's
 encoder: the default hybrid, equal-weight min-max fusion over the rescored union of both lists, and
@@ -85,7 +86,18 @@ LADDER: dict[str, tuple[str | None, dict[str, Any]]] = {
                                                              "pseudo_query_ratio": 0.72}}),
     "s2_pseudo_all": ("s1_pseudo_all", {"stage": "2", "stage2": {**NO_PRIOR, "loss": "roar", "epochs": 0.5}}),
     "s2_bm25_prior": ("s1_pseudo_all", {"stage": "2", "stage2": {"loss": "roar", "epochs": 0.5, "bm25_prior": 0.3}}),
+    # teachers distilled into stage 2 on top of the default (training.teacher); the cross-encoder is
+    # --teacher-model (a `shopsearch train-reranker` model)
+    "s2_teacher_hybrid": ("s1_pseudo_all", {"stage": "2", "stage2": {
+        "loss": "roar", "epochs": 0.5, "bm25_prior": 0.3, "distill_weight": 1.0, "teacher": "hybrid"}}),
+    "s2_teacher_ce": ("s1_pseudo_all", {"stage": "2", "stage2": {
+        "loss": "roar", "epochs": 0.5, "bm25_prior": 0.3, "distill_weight": 1.0, "teacher": "cross_encoder"}}),
+    "s2_teacher_both": ("s1_pseudo_all", {"stage": "2", "stage2": {
+        "loss": "roar", "epochs": 0.5, "bm25_prior": 0.3, "distill_weight": 1.0, "teacher": "both"}}),
 }
+# rows tested against a row other than the one they start from: each teacher against the row before
+COMPARED_WITH = {"s2_teacher_hybrid": "s2_bm25_prior", "s2_teacher_ce": "s2_teacher_hybrid",
+                 "s2_teacher_both": "s2_teacher_ce"}
 
 
 # The rows that `shopsearch train` with its defaults produces: RUN/stage1/model and RUN/stage2/model.
@@ -126,16 +138,21 @@ def row_training(name: str, work: Path, given: dict[str, Path]) -> dict[str, Any
     return out
 
 
-def row_model(name: str, work: Path, train_set, dev_set, given: dict[str, Path]) -> str | None:
+def row_model(name: str, work: Path, train_set, dev_set, given: dict[str, Path],
+              teacher_model: Path | None = None) -> str | None:
     """Train the row (unless done or given) and return its model directory; None for off-the-shelf."""
     previous, overrides = LADDER[name]
     if not overrides:
         return None
     if name in given:
         return str(given[name])
-    cfg = dict(overrides)
+    cfg = json.loads(json.dumps(overrides))
+    if cfg.get("stage2", {}).get("teacher", "hybrid") != "hybrid":
+        if teacher_model is None:
+            raise SystemExit(f"row {name} distils a cross-encoder: give --teacher-model")
+        cfg["stage2"]["teacher_model"] = str(teacher_model)
     if cfg["stage"] == "2":
-        cfg["encoder"] = {"base_model": row_model(previous, work, train_set, dev_set, given)}  # type: ignore[arg-type]
+        cfg["encoder"] = {"base_model": row_model(previous, work, train_set, dev_set, given, teacher_model)}
     run = work / name
     if not (run / "manifest.json").is_file():
         started = time.perf_counter()
@@ -165,6 +182,8 @@ def main() -> None:
     parser.add_argument("--default-run", type=Path, default=None,
                         help="a finished `shopsearch train` run with the default config: its stage-1 and "
                              "stage-2 models are the s1_pseudo_all and s2_bm25_prior rows (not trained again)")
+    parser.add_argument("--teacher-model", type=Path, default=None,
+                        help="the cross-encoder of the s2_teacher_ce and s2_teacher_both rows (train-reranker RUN/model)")
     parser.add_argument("--row-model", nargs="*", default=[], metavar="ROW=MODEL_DIR",
                         help="a finished model for a row (e.g. RUN/stage1/model), not trained again; the "
                              "stage-2 rows built on it should have been trained from it")
@@ -179,9 +198,12 @@ def main() -> None:
     bm25 = BM25Retriever(ids, texts)
 
     rows = [r for r in LADDER if r in args.rows]
+    needs_teacher = [r for r in rows if LADDER[r][1].get("stage2", {}).get("teacher", "hybrid") != "hybrid"]
+    if needs_teacher and args.teacher_model is None and not set(needs_teacher) <= set(given):
+        raise SystemExit(f"rows {needs_teacher} distil a cross-encoder: give --teacher-model RUN/model")
     dense: dict[str, DenseRetriever] = {}
     for name in rows:
-        model = row_model(name, args.work, train_set, dev_set, given)
+        model = row_model(name, args.work, train_set, dev_set, given, args.teacher_model)
         encoder = SentenceEncoder(model)
         # beside the model, where benchmarks/homedepot_model_dev.py looks for them too
         cache = (Path(model).parent if model else args.work / name) / "dev_product_vectors.npy"
@@ -213,7 +235,7 @@ def main() -> None:
             "strata": full["systems"][name]["strata"],
         }
         row.update(row_training(name, args.work, given))
-        previous = LADDER[name][0]
+        previous = COMPARED_WITH.get(name, LADDER[name][0])
         if i > 0 and previous in dense:
             vs = {}
             for metric in ("ndcg@10", "recall@100", "map@10"):
@@ -237,6 +259,7 @@ def main() -> None:
         "command": "python benchmarks/homedepot_training.py"
         + (f" --default-run {args.default_run}" if args.default_run else "")
         + (f" --row-model {' '.join(args.row_model)}" if args.row_model else "")
+        + (f" --teacher-model {args.teacher_model}" if args.teacher_model else "")
         + (f" --rows {' '.join(rows)}" if rows != list(LADDER) else ""), "protocol": full["protocol"],
         "bm25": full["systems"]["bm25"]["metrics"], "rows": table, "comparisons_vs_bm25": full["comparisons"],
     }

@@ -115,6 +115,20 @@ def test_the_loss_adds_gamma_times_the_group_kl_to_the_stage2_loss():
     with pytest.raises(ValueError, match="teacher scores"):
         loss_fn(features, grades)
 
+    # with a logit prior the base loss reads the prior's indices after the teacher scores; the KL does not
+    def prior(query_index: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        return 0.01 * rows.float()[None, :] + 0.1 * query_index.float()[:, None]
+
+    indices = torch.tensor([[0, 4, 7, 9], [1, 3, 5, 0]])
+    with_prior = ListwiseDistillationLoss(model, RoarLoss(model, prior=prior), gamma=0.5, tau_student=0.05,
+                                          tau_teacher=0.1)
+    loss = with_prior(features, torch.cat([grades.float(), teacher, indices.float()], dim=1))
+    base = RoarLoss(model, prior=prior)(features, torch.cat([grades, indices], dim=1)).detach()
+    assert base.item() != pytest.approx(RoarLoss(model)(features, grades).item(), rel=1e-3)  # the prior counts
+    assert loss.item() == pytest.approx(base.item() + 0.5 * expected, rel=1e-3)
+    with pytest.raises(ValueError, match="prior's 4 indices"):
+        with_prior(features, torch.cat([grades.float(), teacher], dim=1))
+
 
 def test_stage2_distils_the_hybrid_on_a_tiny_shop(tmp_path):
     from shopsearch.cli.train_cmd import split_by_query

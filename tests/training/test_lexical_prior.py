@@ -234,9 +234,9 @@ def test_stage2_prior_config_and_trainer_wiring(bm25):
     from shopsearch.training.losses import RoarLoss
     from shopsearch.training.trainer import _loss
 
-    with pytest.raises(ValidationError, match=r"distill_weight needs stage2\.bm25_prior: 0"):
-        TrainConfig.model_validate({"stage2": {"distill_weight": 0.5}})
-    TrainConfig.model_validate({"stage2": {"distill_weight": 0.5, "bm25_prior": 0}})
+    TrainConfig.model_validate({"stage2": {"distill_weight": 0.5}})  # the prior and distillation combine
+    with pytest.raises(ValidationError, match=r"teacher: cross_encoder needs stage2\.teacher_model"):
+        TrainConfig.model_validate({"stage2": {"distill_weight": 0.5, "teacher": "cross_encoder"}})
     prior = LexicalPrior(bm25, ANCHORS, weight=0.3)
     config = TrainConfig.model_validate({"stage2": {"bm25_prior": 0.3, "bm25_prior_share": 0.5}})
     loss = _loss(config, "2", None, prior)

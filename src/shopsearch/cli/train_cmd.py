@@ -67,14 +67,23 @@ def train(
     events: Annotated[
         list[Path] | None, typer.Option(help="Behaviour logs (query, product_id, event, count) or UBI ndjson; repeatable.")
     ] = None,
+    teacher: Annotated[
+        str | None,
+        typer.Option(help="Distil a teacher into stage 2: hybrid (BM25 + the stage-1 model), cross_encoder "
+                          "(--teacher-model) or both; turns distillation on (weight 1.0 unless --distill-weight)."),
+    ] = None,
+    teacher_model: Annotated[
+        Path | None, typer.Option(help="The cross-encoder teacher: a `train-reranker` model directory or its ONNX export.")
+    ] = None,
+    distill_weight: Annotated[float | None, typer.Option(help="Weight of the distillation term (0 = off).")] = None,
     resume: Annotated[bool, typer.Option("--resume/--no-resume", help="Continue a killed run from its checkpoints.")] = True,
     text_field: TextFieldOpt = None,
     on_error: OnErrorOpt = None,
     config: ConfigOpt = None,
 ) -> None:
     """Train the Siamese dual encoder in two stages — masked InfoNCE with mined hard negatives,
-    then ROAR over graded groups — evaluating on dev during each and keeping each stage's best
-    checkpoint, and save the last stage's model in the sentence-transformers format
+    then ROAR over graded groups (optionally distilling a teacher's scores: --teacher) — evaluating
+    on dev during each and keeping each stage's best checkpoint, and save the last stage's model in the sentence-transformers format
     (`SentenceTransformer(OUTPUT/model)` opens it). Settings come from the `train` section of
     --config, overridden by flags."""
     from shopsearch.training.config import TrainConfig
@@ -89,7 +98,8 @@ def train(
         "stage": stage, "encoder.base_model": model, "stage1.loss": stage1_loss, "stage2.loss": stage2_loss,
         "stage1.hard_negatives": hard_negatives, "stage1.batch_size": batch_size, "stage1.epochs": epochs,
         "max_steps": max_steps, "seed": seed, "final_model": final_model, "extra_pairs": extra_pairs, "events": events,
-        "text_fields": text_field or None,
+        "text_fields": text_field or None, "stage2.teacher": teacher, "stage2.teacher_model": teacher_model,
+        "stage2.distill_weight": distill_weight if distill_weight is not None else (1.0 if teacher else None),
     })
     try:
         cfg = TrainConfig.model_validate(deep_merge(raw, flags))

@@ -152,8 +152,16 @@ class Stage2Settings(_Strict):
     )
     distill_weight: float = Field(
         0.0, ge=0,
-        description="gamma of listwise distillation from the hybrid (BM25 + the stage-1 model) over each group "
-        "(0 = off; training.teacher, losses.distillation)",
+        description="gamma of listwise distillation of stage2.teacher's scores over each group (0 = off; "
+        "training.teacher, losses.distillation)",
+    )
+    teacher: Literal["hybrid", "cross_encoder", "both"] = Field(
+        "hybrid",
+        description="the distillation teacher: hybrid (BM25 + the stage-1 model), cross_encoder (stage2.teacher_model) "
+        "or both (the mean); scores kept in OUTPUT/stage2/teacher_scores.parquet",
+    )
+    teacher_model: Path | None = Field(
+        None, description="the cross-encoder teacher: a `shopsearch train-reranker` model directory or its ONNX export"
     )
     distill_tau_student: float = Field(0.05, gt=0, description="the encoder's softmax temperature in distillation")
     distill_tau_teacher: float = Field(0.1, gt=0, description="the teacher's (scores in [0, 1]) softmax temperature")
@@ -172,11 +180,9 @@ class Stage2Settings(_Strict):
     )
 
     @model_validator(mode="after")
-    def _prior_without_distillation(self) -> Stage2Settings:
-        if self.bm25_prior > 0 and self.distill_weight > 0:
-            raise ValueError(
-                "stage2.distill_weight needs stage2.bm25_prior: 0 (both use the label column; the prior is on by default)"
-            )
+    def _teacher_model_when_needed(self) -> Stage2Settings:
+        if self.distill_weight > 0 and self.teacher != "hybrid" and self.teacher_model is None:
+            raise ValueError(f"stage2.teacher: {self.teacher} needs stage2.teacher_model (a train-reranker model)")
         return self
 
 

@@ -2,7 +2,7 @@
 
 Stage 1: judged positives (+ behaviour-log and extra pairs), hard negatives mined with the model
 as it stands, rows ``anchor, positive, negative_1..n``. Stage 2: graded groups per query, rows
-``query, doc_1..doc_G, label`` (with ``stage2.distill_weight``, the label also carries the hybrid
+``query, doc_1..doc_G, label`` (with ``stage2.distill_weight``, the label also carries the
 teacher's scores: :mod:`~shopsearch.training.teacher`). Both come with the no-duplicates sampler's
 keys and statistics for the training manifest.
 """
@@ -40,7 +40,7 @@ from shopsearch.training.pairs import (
 )
 from shopsearch.training.pseudo_queries import PseudoQueryConfig, pseudo_query_pairs
 from shopsearch.training.sampler import RowKeys, group_keys, pair_keys
-from shopsearch.training.teacher import hybrid_teacher_scores
+from shopsearch.training.teacher import CACHE_FILE, group_teacher_scores
 from shopsearch.training.typos import QueryTypoConfig, add_query_typos
 
 
@@ -225,9 +225,11 @@ def stage2_data(
     config: TrainConfig,
     product_text: Mapping[str, str],
     encoder: ModelEncoder | None = None,
+    stage_dir: Path | None = None,
 ) -> tuple[Any, list[RowKeys], dict[str, Any], LexicalPrior | None]:
     """Stage-2 group rows, sampler keys, statistics, and the logit prior of ``stage2.bm25_prior`` (None when
-    off): with a prior each label is the G grades, then the query index and the G catalogue rows."""
+    off). Each label is the G grades; with distillation then the G teacher scores (kept in
+    ``stage_dir/teacher_scores.parquet``); with a prior then the query index and the G catalogue rows."""
     s2 = config.stage2
     hard_negatives, mining, retriever = None, None, None
     if s2.hard_negatives > 0 or s2.distill_weight > 0:
@@ -261,14 +263,12 @@ def stage2_data(
     teacher = None
     if s2.distill_weight > 0:
         assert retriever is not None
-        bm25 = _catalogue_bm25(train_set, product_text)
-        teacher = hybrid_teacher_scores(
-            groups["query"].astype(str).tolist(), groups["product_ids"].tolist(), [bm25, retriever]
+        teacher, stats["teacher"] = group_teacher_scores(
+            s2.teacher, groups["query"].astype(str).tolist(), groups["product_ids"].tolist(),
+            hybrid=[_catalogue_bm25(train_set, product_text), retriever] if s2.teacher != "cross_encoder" else (),
+            model=s2.teacher_model, catalog=train_set.catalog,
+            cache=stage_dir / CACHE_FILE if stage_dir is not None else None,
         )
-        stats["teacher"] = {
-            "kind": "hybrid (bm25 + the stage-1 model), min-max per group, equal weights",
-            "mean_score": float(np.mean(np.concatenate(teacher))) if teacher else None,
-        }
     columns = groups_to_columns(groups, product_text, size=s2.max_group_size, teacher=teacher)
     prior = None
     if s2.bm25_prior > 0:

@@ -254,7 +254,7 @@ def train(
         if stage == "1":
             data, keys, stats, prior = stage1_data(train_set, config, product_text, miner)
         else:
-            data, keys, stats, prior = stage2_data(train_set, config, product_text, miner)
+            data, keys, stats, prior = stage2_data(train_set, config, product_text, miner, stage_dir)
         if isinstance(stats.get("mining"), dict):
             stats["mining"]["bf16"] = miner.bf16
         clusters = _topic_clusters(stage, data, config, miner, stats)

@@ -52,7 +52,10 @@ class ListwiseDistillationLoss(nn.Module):
 
     Inputs: columns (query, doc_1, ..., doc_G) and ``labels`` (B, 2G): the G grades (-1 = padding)
     followed by the G teacher scores (ignored where the grade is padding). ``base`` is any
-    :class:`GradedContrastiveLoss` (ROAR, Bradley-Terry, ListMLE); it gets the grades only.
+    :class:`GradedContrastiveLoss` (ROAR, Bradley-Terry, ListMLE); it gets the grades only, or, when
+    it carries a logit prior, the grades and the prior's G + 1 indices that follow the teacher scores
+    (labels (B, 3G + 1)). The prior shapes the base loss only: the student of the distillation term
+    is the encoder alone, the model that is served.
     ``last_components`` holds the base loss's parts and ``distill``.
     """
 
@@ -79,12 +82,15 @@ class ListwiseDistillationLoss(nn.Module):
 
     def compute_loss_from_embeddings(self, embeddings: list[Tensor], labels: Tensor | None) -> Tensor:
         g = len(embeddings) - 1
-        if labels is None or labels.dim() != 2 or labels.size(1) != 2 * g:
+        width = 3 * g + 1 if getattr(self.base, "prior", None) is not None else 2 * g
+        if labels is None or labels.dim() != 2 or labels.size(1) != width:
             shape = None if labels is None else tuple(labels.shape)
-            raise ValueError(f"labels must be (batch, {2 * g}): {g} grades, then {g} teacher scores; got {shape}")
+            what = f"{g} grades, then {g} teacher scores" + (f", then the prior's {g + 1} indices" if width > 2 * g else "")
+            raise ValueError(f"labels must be (batch, {width}): {what}; got {shape}")
         grades = labels[:, :g].round().long()
-        teacher = labels[:, g:].float()
-        base = self.base.compute_loss_from_embeddings(embeddings, grades)
+        teacher = labels[:, g : 2 * g].float()
+        base_labels = torch.cat([labels[:, :g], labels[:, 2 * g :]], dim=1).round().long() if width > 2 * g else grades
+        base = self.base.compute_loss_from_embeddings(embeddings, base_labels)
         if isinstance(base, dict):
             raise ValueError("the base loss must return a tensor (return_components=False)")
         q = F.normalize(embeddings[0], p=2, dim=-1)
