@@ -41,6 +41,11 @@ class Stage1Settings(_Strict):
     delta: float | None = Field(0.1, description="margin of the false-negative mask (loss masked_infonce); None = no mask")
     epochs: float = Field(1.0, gt=0)
     batch_size: int = Field(64, ge=2)
+    mini_batch_size: int | None = Field(
+        None, ge=1,
+        description="gradient caching (losses.cached, GradCache): embed each batch in mini-batches of this many "
+        "rows, so batch_size can grow past memory at one more forward pass per step (None: off)",
+    )
     learning_rate: float = Field(5e-5, gt=0, description="paper: 2e-5 peak for a 4B LLM with LoRA")
     warmup_ratio: float = Field(0.1, ge=0, lt=1)
     hard_negatives: int = Field(1, ge=0, description="mined hard negatives per pair (0: in-batch only)")

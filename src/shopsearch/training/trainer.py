@@ -44,6 +44,7 @@ class TrainResult:
 def _loss(config: TrainConfig, stage: str, model: Any, prior: Any = None) -> Any:
     from shopsearch.training.losses import (
         BradleyTerryLoss,
+        CachedGradientLoss,
         InfoNCELoss,
         ListMLELoss,
         ListwiseDistillationLoss,
@@ -63,6 +64,8 @@ def _loss(config: TrainConfig, stage: str, model: Any, prior: Any = None) -> Any
                 partition_mode=s1.partition_mode, prior=prior, prior_share=s1.bm25_prior_share,
             )
         )
+        if s1.mini_batch_size is not None:
+            loss = CachedGradientLoss(loss, mini_batch_size=s1.mini_batch_size)
     else:
         s2 = config.stage2
         common: dict[str, Any] = {

@@ -2,7 +2,8 @@
 
 Stage 1: :class:`MaskedInfoNCELoss`; stage 2: :class:`RoarLoss`; baselines: :class:`InfoNCELoss`,
 :class:`BradleyTerryLoss`, :class:`ListMLELoss`; :class:`ListwiseDistillationLoss` adds a teacher's
-order to any stage-2 loss. The pure tensor functions live in
+order to any stage-2 loss; :class:`CachedGradientLoss` computes any of them with gradient caching
+(larger batches in bounded memory). The pure tensor functions live in
 :mod:`shopsearch.training.losses.functional` (no sentence-transformers import). The classes are
 imported lazily, since their modules import sentence-transformers.
 """
@@ -14,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from shopsearch.training.losses.bradley_terry import BradleyTerryLoss
+    from shopsearch.training.losses.cached import CachedGradientLoss
     from shopsearch.training.losses.distillation import ListwiseDistillationLoss
     from shopsearch.training.losses.infonce import InfoNCELoss
     from shopsearch.training.losses.listmle import ListMLELoss
@@ -27,9 +29,10 @@ _LAZY = {
     "BradleyTerryLoss": "bradley_terry",
     "ListMLELoss": "listmle",
     "ListwiseDistillationLoss": "distillation",
+    "CachedGradientLoss": "cached",
 }
 
-__all__ = ["BradleyTerryLoss", "InfoNCELoss", "ListMLELoss", "ListwiseDistillationLoss", "MaskedInfoNCELoss", "RoarLoss"]
+__all__ = ["BradleyTerryLoss", "CachedGradientLoss", "InfoNCELoss", "ListMLELoss", "ListwiseDistillationLoss", "MaskedInfoNCELoss", "RoarLoss"]
 
 
 def __getattr__(name: str) -> Any:
