@@ -7,7 +7,8 @@ ROAR replaced by Bradley-Terry and by ListMLE; the paper's full recipe, ROAR on 
 ROAR on that stage 1, one epoch and half an epoch (the default until pseudo-queries); and that stage 1
 with keyword pseudo-queries for about half of the unjudged products, then for all of them (the
 default), each followed by half an epoch of ROAR; then that default stage 2 with a teacher distilled
-into it (the hybrid, the --teacher-model cross-encoder, both), each tested against the row before.
+into it (the hybrid, the --teacher-model cross-encoder, both), each tested against the row before,
+and the cross-encoder over unjudged candidates too (against the cross-encoder row).
 Every row is trained on `train` with `shopsearch.training.train`, evaluated on `dev` over the full
 catalogue (protocol of ../shared/data/home-depot/README.md), dense and hybrid (BM25 + the row's
 encoder: the default hybrid, equal-weight min-max fusion over the rescored union of both lists, and
@@ -94,10 +95,14 @@ LADDER: dict[str, tuple[str | None, dict[str, Any]]] = {
         "loss": "roar", "epochs": 0.5, "bm25_prior": 0.3, "distill_weight": 1.0, "teacher": "cross_encoder"}}),
     "s2_teacher_both": ("s1_pseudo_all", {"stage": "2", "stage2": {
         "loss": "roar", "epochs": 0.5, "bm25_prior": 0.3, "distill_weight": 1.0, "teacher": "both"}}),
+    # the cross-encoder also over 8 unjudged products of the stage-1 top 30 per group, for the KL only
+    "s2_teacher_ce_wide": ("s1_pseudo_all", {"stage": "2", "stage2": {
+        "loss": "roar", "epochs": 0.5, "bm25_prior": 0.3, "distill_weight": 1.0, "teacher": "cross_encoder",
+        "teacher_candidates": 8}}),
 }
 # rows tested against a row other than the one they start from: each teacher against the row before
 COMPARED_WITH = {"s2_teacher_hybrid": "s2_bm25_prior", "s2_teacher_ce": "s2_teacher_hybrid",
-                 "s2_teacher_both": "s2_teacher_ce"}
+                 "s2_teacher_both": "s2_teacher_ce", "s2_teacher_ce_wide": "s2_teacher_ce"}
 
 
 # The rows that `shopsearch train` with its defaults produces: RUN/stage1/model and RUN/stage2/model.

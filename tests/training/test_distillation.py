@@ -126,6 +126,13 @@ def test_the_loss_adds_gamma_times_the_group_kl_to_the_stage2_loss():
     base = RoarLoss(model, prior=prior)(features, torch.cat([grades, indices], dim=1)).detach()
     assert base.item() != pytest.approx(RoarLoss(model)(features, grades).item(), rel=1e-3)  # the prior counts
     assert loss.item() == pytest.approx(base.item() + 0.5 * expected, rel=1e-3)
+    # a distillation-only product (-2) joins the KL and stays out of the base loss
+    only = torch.tensor([[3, 1, -2], [3, 2, -1]])
+    loss = loss_fn(features, torch.cat([only.float(), teacher], dim=1))
+    base = RoarLoss(model)(features, only.masked_fill(only == -2, -1)).detach()
+    expected_kl = _reference_kl(student, (teacher / 0.1).numpy(), (only != -1).numpy())
+    assert loss_fn.last_components["distill"].item() == pytest.approx(expected_kl, rel=1e-3)
+    assert loss.item() == pytest.approx(base.item() + 0.5 * expected_kl, rel=1e-3)
     with pytest.raises(ValueError, match="prior's 4 indices"):
         with_prior(features, torch.cat([grades.float(), teacher], dim=1))
 

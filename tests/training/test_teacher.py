@@ -15,6 +15,8 @@ import pytest
 
 from shopsearch.training.teacher import (
     CACHE_FILE,
+    DISTILL_ONLY_LABEL,
+    add_teacher_candidates,
     cross_encoder_teacher_scores,
     group_teacher_scores,
     read_teacher_scores,
@@ -47,6 +49,22 @@ def test_cross_encoder_scores_come_back_in_group_order_as_sigmoids():
     assert reranker.calls == [2, 2, 1]  # five pairs in chunks of two
     with pytest.raises(ValueError, match="no text for the cross-encoder"):
         cross_encoder_teacher_scores(["q"], [["zz"]], texts, reranker)
+
+
+def test_teacher_candidates_extend_each_group_with_new_products_only():
+    from shopsearch.retrieval.base import SearchResult
+
+    class Fixed:
+        def search(self, queries, k):
+            ids = np.array([["a", "x", "y", "z"], ["y", "c", "x", "w"]], dtype=object)[:, :k]
+            return SearchResult(ids, np.ones(ids.shape, dtype=np.float32))
+
+    groups = pd.DataFrame({"query": ["drill", "shoe"], "product_ids": [["a", "b"], ["c"]], "grades": [[3, 0], [2]]})
+    out, stats = add_teacher_candidates(groups, Fixed(), n=2, top_k=4)
+    assert out["product_ids"].tolist() == [["a", "b", "x", "y"], ["c", "y", "x"]]
+    assert out["grades"].tolist() == [[3, 0, DISTILL_ONLY_LABEL, DISTILL_ONLY_LABEL], [2, DISTILL_ONLY_LABEL, DISTILL_ONLY_LABEL]]
+    assert stats == {"per_group": 2, "top_k": 4, "added": 4}
+    assert add_teacher_candidates(groups, Fixed(), n=0, top_k=4)[0] is groups
 
 
 def test_stored_scores_are_read_back_only_under_their_key(tmp_path):
@@ -95,7 +113,8 @@ def test_stage2_distils_a_cross_encoder_with_the_bm25_prior_on_a_tiny_shop(tmp_p
     config = TrainConfig.model_validate({
         "seed": 1, "stage": "2",
         "stage2": {"batch_size": 4, "max_group_size": 4, "hard_negatives": 1, "mining_top_k": 10,
-                   "distill_weight": 1.0, "teacher": "both", "teacher_model": str(tiny_cross_encoder)},
+                   "distill_weight": 1.0, "teacher": "both", "teacher_model": str(tiny_cross_encoder),
+                   "teacher_candidates": 2},
         "dev": {"pool_size": None}, "save_steps": 10, "logging_steps": 1, "max_steps": 2,
     })
     train(train_set, config, tmp_path / "run", dev_set=dev_set, show_progress=False)
@@ -103,7 +122,8 @@ def test_stage2_distils_a_cross_encoder_with_the_bm25_prior_on_a_tiny_shop(tmp_p
     assert data["teacher"]["kind"] == "both" and "lexical_prior" in data
     assert 0 < data["teacher"]["mean_hybrid"] < 1 and 0 < data["teacher"]["mean_cross_encoder"] < 1
     stored = pd.read_parquet(tmp_path / "run" / "stage2" / CACHE_FILE)
-    assert stored["group"].nunique() == data["rows"]
+    assert stored["group"].nunique() == data["rows"] and data["teacher_candidates"]["added"] > 0
+    assert (stored.groupby("group").size() <= 4 + 2).all() and not stored.duplicated(["group", "product_id"]).any()
     assert np.allclose(stored["score"], (stored["hybrid"] + stored["cross_encoder"]) / 2)
     log = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert any(np.isfinite(r.get("loss", np.nan)) for r in log)

@@ -165,6 +165,11 @@ class Stage2Settings(_Strict):
         description="the distillation teacher: hybrid (BM25 + the stage-1 model), cross_encoder (stage2.teacher_model) "
         "or both (the mean); scores kept in OUTPUT/stage2/teacher_scores.parquet",
     )
+    teacher_candidates: int = Field(
+        0, ge=0,
+        description="unjudged products of the stage-1 model's top mining_top_k added to each group for the "
+        "distillation term only (the teacher scores them, no judgment does; 0 = the group's own products)",
+    )
     teacher_model: Path | None = Field(
         None, description="the cross-encoder teacher: a `shopsearch train-reranker` model directory or its ONNX export"
     )

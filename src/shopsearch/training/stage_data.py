@@ -40,7 +40,7 @@ from shopsearch.training.pairs import (
 )
 from shopsearch.training.pseudo_queries import PseudoQueryConfig, pseudo_query_pairs
 from shopsearch.training.sampler import RowKeys, group_keys, pair_keys
-from shopsearch.training.teacher import CACHE_FILE, group_teacher_scores
+from shopsearch.training.teacher import CACHE_FILE, add_teacher_candidates, group_teacher_scores
 from shopsearch.training.typos import QueryTypoConfig, add_query_typos
 
 
@@ -260,22 +260,28 @@ def stage2_data(
     stats = {**stats, "rows": len(groups), "collapsed_grades": bool(collapse)}
     if mining is not None:
         stats["mining"] = mining
+    keys = group_keys(groups)  # distillation-only products are nobody's in-batch negatives
     teacher = None
     if s2.distill_weight > 0:
         assert retriever is not None
+        if s2.teacher_candidates:
+            groups, stats["teacher_candidates"] = add_teacher_candidates(
+                groups, retriever, s2.teacher_candidates, s2.mining_top_k
+            )
         teacher, stats["teacher"] = group_teacher_scores(
             s2.teacher, groups["query"].astype(str).tolist(), groups["product_ids"].tolist(),
             hybrid=[_catalogue_bm25(train_set, product_text), retriever] if s2.teacher != "cross_encoder" else (),
             model=s2.teacher_model, catalog=train_set.catalog,
             cache=stage_dir / CACHE_FILE if stage_dir is not None else None,
         )
-    columns = groups_to_columns(groups, product_text, size=s2.max_group_size, teacher=teacher)
+    columns = groups_to_columns(groups, product_text, size=s2.max_group_size + s2.teacher_candidates * (teacher is not None),
+                                teacher=teacher)
     prior = None
     if s2.bm25_prior > 0:
         columns, prior, stats["lexical_prior"] = _groups_with_lexical_prior(
-            columns, groups, train_set, product_text, s2.bm25_prior, s2.max_group_size
+            columns, groups, train_set, product_text, s2.bm25_prior, len(columns.column_names) - 2
         )
-    return columns, group_keys(groups), stats, prior
+    return columns, keys, stats, prior
 
 
 def _groups_with_lexical_prior(

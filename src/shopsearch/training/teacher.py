@@ -33,6 +33,7 @@ import pandas as pd
 from shopsearch.retrieval.fusion import CandidateScorer, normalize_scores
 
 TEACHERS = ("hybrid", "cross_encoder", "both")
+DISTILL_ONLY_LABEL = -2  # losses.distillation.DISTILL_ONLY
 CACHE_FILE = "teacher_scores.parquet"
 _KEY = b"shopsearch_teacher"
 
@@ -63,6 +64,23 @@ def hybrid_teacher_scores(
             fused += normalize_scores(raw, valid, "minmax")[0] / len(scorers)
         out.extend(fused[i, : len(c)] for i, c in enumerate(cands))
     return out
+
+
+def add_teacher_candidates(groups: pd.DataFrame, retriever: Any, n: int, top_k: int) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Each group extended by the first ``n`` products of ``retriever``'s top ``top_k`` for its query
+    that the group does not hold, graded ``DISTILL_ONLY_LABEL``: products no judgment ranks, which
+    the distillation term alone learns from (the teacher's knowledge beyond the judged pairs)."""
+    if n <= 0 or not len(groups):
+        return groups, {"per_group": 0}
+    found = retriever.search(groups["query"].astype(str).tolist(), top_k)
+    ids, grades, added = [], [], 0
+    for i, (pids, gs) in enumerate(zip(groups["product_ids"], groups["grades"], strict=True)):
+        have = {str(p) for p in pids}
+        extra = [p for p in found.row(i)[0] if p not in have][:n]
+        ids.append([*pids, *extra])
+        grades.append([*gs, *[DISTILL_ONLY_LABEL] * len(extra)])
+        added += len(extra)
+    return groups.assign(product_ids=ids, grades=grades), {"per_group": n, "top_k": top_k, "added": added}
 
 
 def cross_encoder_teacher_scores(

@@ -19,6 +19,9 @@ from shopsearch.training.losses.base import GradedContrastiveLoss, embed
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
+# the label of a group product that only the teacher scored (groups.DISTILL_ONLY_LABEL)
+DISTILL_ONLY = -2
+
 ROCKETQA_V2_CITATION = """
 @inproceedings{ren2021rocketqav2,
       title={RocketQAv2: A Joint Training Method for Dense Passage Retrieval and Passage Re-ranking},
@@ -54,7 +57,9 @@ class ListwiseDistillationLoss(nn.Module):
     followed by the G teacher scores (ignored where the grade is padding). ``base`` is any
     :class:`GradedContrastiveLoss` (ROAR, Bradley-Terry, ListMLE); it gets the grades only, or, when
     it carries a logit prior, the grades and the prior's G + 1 indices that follow the teacher scores
-    (labels (B, 3G + 1)). The prior shapes the base loss only: the student of the distillation term
+    (labels (B, 3G + 1)). A grade of ``DISTILL_ONLY`` (-2) marks a product the teacher scored but
+    no judgment graded (``stage2.teacher_candidates``): it takes part in the distillation term only,
+    the base loss sees padding. The prior shapes the base loss only: the student of the distillation term
     is the encoder alone, the model that is served.
     ``last_components`` holds the base loss's parts and ``distill``.
     """
@@ -88,15 +93,17 @@ class ListwiseDistillationLoss(nn.Module):
             what = f"{g} grades, then {g} teacher scores" + (f", then the prior's {g + 1} indices" if width > 2 * g else "")
             raise ValueError(f"labels must be (batch, {width}): {what}; got {shape}")
         grades = labels[:, :g].round().long()
+        present = (grades >= 0) | (grades == DISTILL_ONLY)
+        grades = grades.masked_fill(grades == DISTILL_ONLY, -1)  # the base loss never sees them
         teacher = labels[:, g : 2 * g].float()
-        base_labels = torch.cat([labels[:, :g], labels[:, 2 * g :]], dim=1).round().long() if width > 2 * g else grades
+        base_labels = torch.cat([grades, labels[:, 2 * g :].round().long()], dim=1) if width > 2 * g else grades
         base = self.base.compute_loss_from_embeddings(embeddings, base_labels)
         if isinstance(base, dict):
             raise ValueError("the base loss must return a tensor (return_components=False)")
         q = F.normalize(embeddings[0], p=2, dim=-1)
         docs = F.normalize(torch.stack(embeddings[1:], dim=1), p=2, dim=-1)
         student = torch.einsum("bd,bgd->bg", q, docs).float() / self.tau_student
-        distill = listwise_kl(student, teacher.to(student.device) / self.tau_teacher, grades.to(student.device) >= 0)
+        distill = listwise_kl(student, teacher.to(student.device) / self.tau_teacher, present.to(student.device))
         self.last_components = {**self.base.last_components, "distill": distill.detach()}
         return base + self.gamma * distill
 
