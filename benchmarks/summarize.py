@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/summarize.py homedepot          # benchmarks/results/homedepot_baselines.json
     .venv/bin/python benchmarks/summarize.py demo demo-out/report.json
     .venv/bin/python benchmarks/summarize.py rerank     # re-ranking: dev quality and serving latency
+    .venv/bin/python benchmarks/summarize.py teachers   # stage-2 distillation teachers (ablation rows)
 
 The README's tables are pasted from this output, so every figure there traces back to a file.
 """
@@ -91,6 +92,20 @@ def rerank() -> None:
                       f"{r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {r['server_cpu_ms_per_request']:.1f} |")
 
 
+def teachers(path: Path = RESULTS / "homedepot_ablation_teachers.json") -> None:
+    """The teacher rows of the ablation: dense and hybrid NDCG@10, dense Recall@100, each against its
+    comparison row (points, Holm p across the file's tests)."""
+    d = json.loads(path.read_text())
+    print(f"BM25 NDCG@10 {d['bm25']['ndcg@10']:.4f}, Recall@100 {d['bm25']['recall@100']:.4f} ({d['date']})\n")
+    print("| row | dense ndcg@10 | dense recall@100 | hybrid ndcg@10 | vs | ndcg@10 diff (Holm p) |\n"
+          "|---|---:|---:|---:|---|---:|")
+    for r in d["rows"]:
+        v = r.get("vs_previous") or {}
+        diff = f"{v['ndcg@10']['diff_points']:+.2f} ({v['ndcg@10']['p_holm']:.3f})" if v else ""
+        print(f"| {r['row']} | {r['dense']['ndcg@10']:.4f} | {r['dense']['recall@100']:.4f} | "
+              f"{r['hybrid']['ndcg@10']:.4f} | {v.get('previous', '')} | {diff} |")
+
+
 if __name__ == "__main__":
     which = sys.argv[1] if len(sys.argv) > 1 else "homedepot"
     if which == "homedepot":
@@ -99,5 +114,7 @@ if __name__ == "__main__":
         demo(Path(sys.argv[2]) if len(sys.argv) > 2 else Path("demo-out/report.json"))
     elif which == "rerank":
         rerank()
+    elif which == "teachers":
+        teachers()
     else:
-        sys.exit(f"unknown summary {which!r}: homedepot | demo | rerank")
+        sys.exit(f"unknown summary {which!r}: homedepot | demo | rerank | teachers")
