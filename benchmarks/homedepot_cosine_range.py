@@ -4,7 +4,7 @@ The served hybrid min-max normalises both scores over the union of the two top-k
 with equal weights, which ranks like ``cos + R * bm25 / max_bm25``, R the query's cosine range
 (max - min) over that union (BM25's minimum over the union is about 0: the dense list brings
 products without a query term). So R is the weight BM25 carries in cosine units, and
-``bm25_prior`` is set against it (README, training section):
+``bm25_prior`` is set against it (docs/training.md):
 
     .venv/bin/python benchmarks/homedepot_cosine_range.py runs/hd/stage2/model [--out F]
 

@@ -64,7 +64,7 @@ DATA = HERE.parent.parent / "shared" / "data" / "home-depot"
 # has about half of them; stage 2 with the BM25 logit prior); before that prior it was s1_pseudo_all
 # then s2_pseudo_all, before pseudo-queries s1_infonce_hn then s2_default, and
 # the other rows are the steps that recipe leaves out or replaces. The paper's masked stage 1 became
-# an ablation row when it measured lower on Home Depot (README, training).
+# an ablation row when it measured lower on Home Depot (docs/training.md).
 NO_PSEUDO = {"pseudo_query_ratio": 0.0}  # the rows measured before keyword pseudo-queries became the default
 NO_PRIOR = {"bm25_prior": 0.0}  # the stage-2 rows measured before its BM25 prior became the default
 LADDER: dict[str, tuple[str | None, dict[str, Any]]] = {

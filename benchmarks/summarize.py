@@ -1,11 +1,11 @@
-"""Print the README's result tables from the committed benchmark JSON files.
+"""Print the result tables of the README and docs/results.md from the committed benchmark JSON files.
 
     .venv/bin/python benchmarks/summarize.py homedepot          # benchmarks/results/homedepot_baselines.json
     .venv/bin/python benchmarks/summarize.py demo demo-out/report.json
     .venv/bin/python benchmarks/summarize.py rerank     # re-ranking: dev quality and serving latency
     .venv/bin/python benchmarks/summarize.py teachers   # stage-2 distillation teachers (ablation rows)
 
-The README's tables are pasted from this output, so every figure there traces back to a file.
+The tables there are pasted from this output, so every figure there traces back to a file.
 """
 
 from __future__ import annotations

@@ -221,7 +221,7 @@ def test_stage2_rows_carry_indices_into_the_prior(esci_shop):
                 assert texts[ids[product]] == row[f"doc_{k + 1}"]
             else:
                 assert row[f"doc_{k + 1}"] == ""
-    assert TrainConfig().stage2.bm25_prior == 0.3  # on by default (README, training section)
+    assert TrainConfig().stage2.bm25_prior == 0.3  # on by default (docs/training.md)
     off_config = TrainConfig.model_validate({"stage2": {"hard_negatives": 0, "bm25_prior": 0}})
     _, _, off_stats, off = stage2_data(shop, off_config, texts)
     assert off is None and "lexical_prior" not in off_stats

@@ -204,7 +204,7 @@ class HybridRetriever:
     component then needs ``score_candidates``; a dense component (one with ``encode_queries`` and
     ``search_vectors``) encodes each query once for both passes. On Home Depot ``dev`` with the
     trained model, equal-weight min-max fusion over the rescored union gave NDCG@10 0.4041 against
-    0.3959 without rescoring and 0.3863 for plain RRF (README, training section).
+    0.3959 without rescoring and 0.3863 for plain RRF (docs/training.md).
 
     ``weighting="coverage"`` (needs ``rescore_union``) makes the weights per query: a lexical
     component's weight (one with ``query_term_coverage``, e.g. BM25) is multiplied by the share of
@@ -214,7 +214,7 @@ class HybridRetriever:
     It is for a dense model trained on the shop's own (noisy) queries: on Home Depot ``dev``, where it
     was chosen, it raised the trained hybrid's NDCG@10 by 0.2..0.3 points for four trained models; on
     held-out query halves by 0.01 and 0.12 (not significant); with the off-the-shelf model it lowered
-    it by 0.2 (README, training section). Hence an option, not the default.
+    it by 0.2 (docs/training.md). Hence an option, not the default.
     """
 
     name = "hybrid"

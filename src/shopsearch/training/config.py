@@ -1,6 +1,6 @@
 """Settings of ``shopsearch train``: the encoder, the data recipe, and the two stages.
 
-Defaults are the CPU recipe for all-MiniLM-L6-v2 (see the README's training section); the
+Defaults are the CPU recipe for all-MiniLM-L6-v2 (see docs/training.md); the
 paper's values (METHOD.md part A) are noted where they differ. A YAML/TOML file under a ``train``
 section and the command's flags share this one definition.
 """
@@ -25,7 +25,7 @@ class Stage1Settings(_Strict):
     """In-batch contrastive learning; the paper's false-negative margin mask is ``loss: masked_infonce``
     (paper: tau 0.02, delta 0.1).
 
-    CPU recipe for all-MiniLM-L6-v2, chosen on Home Depot ``dev`` (README, training section): plain
+    CPU recipe for all-MiniLM-L6-v2, chosen on Home Depot ``dev`` (docs/training.md): plain
     InfoNCE (the mask lowered stage 1 by 0.52 NDCG@10, Holm p 0.004, and the two-stage model by 0.19:
     on short mean-rated queries the products it drops as "false negatives" are mostly the hard
     negatives the model needs), tau 0.05 (the paper's 0.02 suits a 4B LLM's embedding geometry; at
@@ -58,7 +58,7 @@ class Stage1Settings(_Strict):
         0.0, ge=0, le=1,
         description="share of the queries whose hard negatives are mined with BM25 instead of the model "
         "(seeded; BM25's near misses, which the hybrid inherits; 0 = the model only; 0.5 on Home Depot dev: "
-        "dense -0.2, hybrid +0.0 NDCG@10, README training section)",
+        "dense -0.2, hybrid +0.0 NDCG@10, docs/training.md)",
     )
     positive_min_grade: int | None = None
     substitutes_as_positives: bool = True
@@ -67,7 +67,7 @@ class Stage1Settings(_Strict):
         "random",
         description="random batches, or topic-aware ones: each batch from one k-means cluster of similar "
         "queries, so in-batch negatives are hard at no extra cost per step (TAS; training.topics; on Home "
-        "Depot dev it lowered stage 1's dev-pool NDCG@10 by 1.8 points, README training section)",
+        "Depot dev it lowered stage 1's dev-pool NDCG@10 by 1.8 points, docs/training.md)",
     )
     topic_queries_per_cluster: int | None = Field(
         None, ge=1, description="mean distinct queries per topic cluster (None: the batch size)"
@@ -77,13 +77,13 @@ class Stage1Settings(_Strict):
         description="keyword pseudo-query pairs per judged pair, each for a catalogue product no judged query "
         "has as positive (title words sampled by how often shoppers type them; training.pseudo_queries; capped "
         "by those products; 0 = off). On Home Depot 0.72 covers all 25,065 such products: dense NDCG@10 +0.7 "
-        "on dev (0.34, about half of them: +0.4), README training section",
+        "on dev (0.34, about half of them: +0.4), docs/training.md",
     )
     directions: list[Direction] = Field(
         default_factory=lambda: list[Direction](["query_to_doc"]),
         description="InfoNCE interaction terms (loss infonce; sentence-transformers' MultipleNegativesRankingLoss "
         "directions): add doc_to_query for the symmetric loss (on held-out Home Depot queries: dense -0.2, "
-        "hybrid -0.1..-0.2 NDCG@10, README training section), query_to_query and doc_to_doc for GTE's",
+        "hybrid -0.1..-0.2 NDCG@10, docs/training.md), query_to_query and doc_to_doc for GTE's",
     )
     partition_mode: Literal["joint", "per_direction"] = Field(
         "joint", description="one softmax over all directions, or one per direction averaged"
@@ -92,8 +92,7 @@ class Stage1Settings(_Strict):
         0.0, ge=0,
         description="weight (cosine units) of BM25's max-normalised score added to every stage-1 logit, so the "
         "encoder learns the residual of BM25 for the hybrid (CLEAR-style; training.lexical_prior; loss infonce, "
-        "directions query_to_doc; 0 = off). 0.3 on Home Depot dev: hybrid +0.18 NDCG@10, dense -2.7, README "
-        "training section",
+        "directions query_to_doc; 0 = off). 0.3 on Home Depot dev: hybrid +0.18 NDCG@10, dense -2.7, docs/training.md",
     )
     bm25_prior_share: float = Field(
         1.0, gt=0, le=1,
@@ -104,7 +103,7 @@ class Stage1Settings(_Strict):
     query_typo_rate: float = Field(
         0.0, ge=0, le=1,
         description="share of pairs whose query is replaced by a misspelt copy (typo-aware training; 0 = off; "
-        "0.3 gave no gain on Home Depot dev, README training section)",
+        "0.3 gave no gain on Home Depot dev, docs/training.md)",
     )
 
     @model_validator(mode="after")
@@ -125,7 +124,7 @@ class Stage2Settings(_Strict):
     the query, at the bottom level: full-corpus ranking is lost to such products, and judged groups
     alone never show them (on Home Depot ``dev``, ROAR on judged groups lowered NDCG@10; with
     3 mined negatives it raised it; 6 in groups of 12 raised the dev-pool figure further but not
-    the full-corpus one, at 1.4x the step time — README, training section). Half an epoch by default:
+    the full-corpus one, at 1.4x the step time — docs/training.md). Half an epoch by default:
     after the stage 1 with mined negatives, the full epoch's best dev checkpoint was at step 200 of
     407, and the half epoch keeps ``shopsearch train`` within its 45-minute budget on 2 CPU cores.
     """
@@ -177,13 +176,13 @@ class Stage2Settings(_Strict):
     distill_tau_teacher: float = Field(0.1, gt=0, description="the teacher's (scores in [0, 1]) softmax temperature")
     mining_max_relative_score: float | None = Field(
         0.95, gt=0, description="drop unjudged candidates above this x the best judged product's score (None: no "
-        "such rule; on Home Depot dev neither 1.0 nor None was a decisive gain, README training section)",
+        "such rule; on Home Depot dev neither 1.0 nor None was a decisive gain, docs/training.md)",
     )
     bm25_prior: float = Field(
         0.3, ge=0,
         description="weight (cosine units) of BM25's max-normalised score added to every stage-2 score before the "
         "contrast and the ranking term: stage 1's bm25_prior for the graded groups (training.lexical_prior; 0 = off). "
-        "On Home Depot dev, two seeds: hybrid +0.12 / +0.32 NDCG@10, dense -0.18 / -0.18, README training section",
+        "On Home Depot dev, two seeds: hybrid +0.12 / +0.32 NDCG@10, dense -0.18 / -0.18, docs/training.md",
     )
     bm25_prior_share: float = Field(
         1.0, gt=0, le=1, description="share of the stage-2 loss computed with the BM25 prior (bm25_prior > 0 only)"
@@ -241,7 +240,7 @@ class TrainConfig(_Strict):
         "auto",
         description="bf16 autocast for the encoder's forward and backward (weights and the losses stay "
         "float32); auto: on where the hardware computes bf16 natively (a bf16 GPU, a CPU with AVX512-BF16 "
-        "or AMX), where it matched float32's dev figures at ~1.8x the speed (README, training section)",
+        "or AMX), where it matched float32's dev figures at ~1.8x the speed (docs/training.md)",
     )
     length_bucket_rows: int | None = Field(
         32, ge=1,

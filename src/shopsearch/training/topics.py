@@ -6,7 +6,7 @@ topic ("deck screws 2-1/2 in." beside "wood screws 3 in."): harder negatives at 
 step. This is TAS, topic-aware sampling (Hofstätter et al., "Efficiently Teaching an Effective Dense
 Retriever with Balanced Topic Aware Sampling", SIGIR 2021), which clusters the training queries once
 with k-means on their embeddings and fills each batch from one cluster. On Home Depot it measured
-lower than random batches (README, training section), so it is off by default.
+lower than random batches (docs/training.md), so it is off by default.
 
 Written here because neither sentence-transformers nor the HF trainer has a topic-aware sampler;
 the clustering is faiss's k-means and the batching is :class:`~shopsearch.training.sampler.
