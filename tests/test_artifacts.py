@@ -76,3 +76,27 @@ def test_outputs_get_ordinary_permissions(tmp_path):
         os.umask(mask)
     assert stat.S_IMODE((tmp_path / "r.json").stat().st_mode) == 0o644
     assert stat.S_IMODE((tmp_path / "d").stat().st_mode) == 0o755
+
+
+def test_atomic_write_parquet_keeps_the_old_file_when_writing_fails(tmp_path):
+    import os
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from shopsearch.artifacts import atomic_write_parquet
+
+    path = tmp_path / "sub" / "t.parquet"
+    atomic_write_parquet(path, pa.table({"a": [1, 2]}))
+    assert pq.read_table(path).column("a").to_pylist() == [1, 2]
+    umask = os.umask(0)
+    os.umask(umask)
+    assert os.stat(path).st_mode & 0o777 == 0o666 & ~umask  # the umask's mode, not mkstemp's 0600
+
+    class Broken:  # not a table: pyarrow raises while writing
+        schema = None
+
+    with pytest.raises(Exception):  # noqa: B017 - whatever pyarrow raises for a non-table
+        atomic_write_parquet(path, Broken())
+    assert pq.read_table(path).column("a").to_pylist() == [1, 2]
+    assert [p.name for p in path.parent.iterdir()] == ["t.parquet"]  # no temporary left

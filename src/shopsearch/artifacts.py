@@ -81,6 +81,25 @@ def atomic_write_text(path: str | Path, text: str) -> None:
         raise
 
 
+def atomic_write_parquet(path: str | Path, table: Any) -> None:
+    """Write a pyarrow ``table`` as Parquet via a temporary sibling and rename: a killed run never
+    leaves half a file (the chunks of resumable jobs, teacher scores)."""
+    import pyarrow.parquet as pq
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.close(fd)
+    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; outputs are meant to be shared
+    try:
+        pq.write_table(table, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
 def write_manifest(directory: str | Path, kind: str, **info: Any) -> dict[str, Any]:
     """Checksum every file in ``directory`` and write ``manifest.json`` describing it."""
     directory = Path(directory)

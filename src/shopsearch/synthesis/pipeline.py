@@ -22,9 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
-import tempfile
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -37,7 +35,7 @@ import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict, Field
 from tqdm.auto import tqdm
 
-from shopsearch.artifacts import atomic_write_text, read_manifest, write_manifest
+from shopsearch.artifacts import atomic_write_parquet, atomic_write_text, read_manifest, write_manifest
 from shopsearch.synthesis.errors import SynthesisError
 from shopsearch.synthesis.judges.base import RelevanceJudge
 from shopsearch.synthesis.provenance import (
@@ -231,9 +229,9 @@ def run_pipeline(
             chunk = frame.iloc[i * config.chunk_size : (i + 1) * config.chunk_size]
             kept, judged, info = process_chunk(chunk, models, config, rewards)
             name = f"{CHUNKS}/chunk-{i:05d}.parquet"
-            _write_parquet(out / name, to_table(kept.assign(chunk=i)))
+            atomic_write_parquet(out / name, to_table(kept.assign(chunk=i)))
             if config.write_candidates:
-                _write_parquet(out / name.replace(".parquet", ".candidates.parquet"), to_table(judged.assign(chunk=i)))
+                atomic_write_parquet(out / name.replace(".parquet", ".candidates.parquet"), to_table(judged.assign(chunk=i)))
             # the ledger is updated only once the chunk file is in place: a chunk is done iff listed
             ledger[str(i)] = {"file": name, "seed_ids_sha256": _sha(chunk["seed_query_id"].tolist()), **info}
             atomic_write_text(out / LEDGER_FILE, json.dumps({"chunks": ledger}, indent=2))
@@ -345,28 +343,13 @@ def _read_ledger(out: Path) -> dict[str, Any]:
         raise SynthesisError(f"{path} is not a pipeline ledger ({exc}); delete it to redo every chunk") from None
 
 
-def _write_parquet(path: Path, table: pa.Table) -> None:
-    """Via a temporary sibling and rename: a killed run never leaves half a chunk file."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    mask = os.umask(0)
-    os.umask(mask)
-    os.chmod(tmp, 0o666 & ~mask)  # mkstemp makes 0600; outputs are meant to be shared
-    try:
-        pq.write_table(table, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _finish(out: Path, frame: pd.DataFrame, ledger: dict[str, Any], n_chunks: int, run: dict[str, Any],
             resumed: int) -> PipelineResult:
     files = [out / ledger[str(i)]["file"] for i in range(n_chunks)]
     tables = [pq.read_table(f) for f in files]
     merged = _to_frame(pa.concat_tables(tables) if tables else PAIR_SCHEMA.empty_table())
     pairs = dedup_pairs(merged)[list(PAIR_COLUMNS)]
-    _write_parquet(out / PAIRS_FILE, to_table(pairs))
+    atomic_write_parquet(out / PAIRS_FILE, to_table(pairs))
     counts = {k: int(sum(ledger[str(i)]["counts"][k] for i in range(n_chunks))) for k in COUNT_KEYS}
     counts["after_dedup"] = len(pairs)
     counts["seeds_with_pairs"] = int(pairs["seed_query_id"].nunique()) if len(pairs) else 0

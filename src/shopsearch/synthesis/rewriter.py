@@ -15,9 +15,7 @@ resumable: finished batches are kept as part files, and a rerun skips seeds alre
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -28,7 +26,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
-from shopsearch.artifacts import atomic_write_text, read_manifest, sha256_file, write_manifest
+from shopsearch.artifacts import (
+    atomic_write_parquet,
+    atomic_write_text,
+    read_manifest,
+    sha256_file,
+    write_manifest,
+)
 from shopsearch.synthesis.errors import SynthesisError
 from shopsearch.synthesis.llm.base import LLMBackend, Message, chat_batch
 from shopsearch.synthesis.parsing import MAX_WORDS, ParseResult, parse_candidates, parse_samples, query_key
@@ -193,7 +197,7 @@ def rewrite_seeds(
     with tqdm(total=len(todo), desc="rewriting", unit="query", disable=not progress) as bar:
         for i, start in enumerate(range(0, len(todo), batch_size)):
             results = rewriter.rewrite_many(todo[start : start + batch_size], progress=bar)
-            _write_table(parts / f"part-{first + i:05d}.parquet", [r.to_row() for r in results])
+            atomic_write_parquet(parts / f"part-{first + i:05d}.parquet", pa.Table.from_pylist([r.to_row() for r in results], schema=SCHEMA))
     return _finish(out, frame, run, rewriter, len(done))
 
 
@@ -242,19 +246,6 @@ def _done_ids(out: Path) -> set[str]:
     return done
 
 
-def _write_table(path: Path, rows: list[dict[str, Any]]) -> None:
-    """A Parquet file via a temporary sibling and rename: a killed run never leaves half a part."""
-    table = pa.Table.from_pylist(rows, schema=SCHEMA)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    try:
-        pq.write_table(table, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _finish(out: Path, frame: pd.DataFrame, run: dict[str, Any], rewriter: MultiCandidateRewriter, resumed: int) -> Path:
     files = [*sorted((out / PARTS).glob("part-*.parquet")), out / REWRITES_FILE]
     tables = [pq.read_table(f) for f in files if f.is_file()]
@@ -263,7 +254,7 @@ def _finish(out: Path, frame: pd.DataFrame, run: dict[str, Any], rewriter: Multi
     order = {sid: i for i, sid in enumerate(frame["seed_query_id"].astype(str))}
     merged = merged[merged["seed_query_id"].isin(order)]  # rows of seeds no longer asked for are dropped
     merged = merged.sort_values("seed_query_id", key=lambda s: s.map(order)).reset_index(drop=True)
-    _write_table(out / REWRITES_FILE, merged.to_dict("records"))
+    atomic_write_parquet(out / REWRITES_FILE, pa.Table.from_pylist(merged.to_dict("records"), schema=SCHEMA))
     shutil.rmtree(out / PARTS, ignore_errors=True)
     n_cands = merged["candidates"].map(len)
     summary = {

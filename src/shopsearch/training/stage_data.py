@@ -274,12 +274,12 @@ def stage2_data(
             model=s2.teacher_model, catalog=train_set.catalog,
             cache=stage_dir / CACHE_FILE if stage_dir is not None else None,
         )
-    columns = groups_to_columns(groups, product_text, size=s2.max_group_size + s2.teacher_candidates * (teacher is not None),
-                                teacher=teacher)
+    width = s2.max_group_size + (s2.teacher_candidates if teacher is not None else 0)
+    columns = groups_to_columns(groups, product_text, size=width, teacher=teacher)
     prior = None
     if s2.bm25_prior > 0:
         columns, prior, stats["lexical_prior"] = _groups_with_lexical_prior(
-            columns, groups, train_set, product_text, s2.bm25_prior, len(columns.column_names) - 2
+            columns, groups, train_set, product_text, s2.bm25_prior, width
         )
     return columns, keys, stats, prior
 

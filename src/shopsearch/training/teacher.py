@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -30,6 +28,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from shopsearch.artifacts import atomic_write_parquet
 from shopsearch.retrieval.fusion import CandidateScorer, normalize_scores
 
 TEACHERS = ("hybrid", "cross_encoder", "both")
@@ -133,7 +132,6 @@ def write_teacher_scores(path: Path, key: dict[str, Any], queries: Sequence[str]
                          components: Mapping[str, Sequence[np.ndarray]]) -> None:
     """The scores as Parquet (one row per group product), written beside and renamed into place."""
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
     frame = pd.DataFrame({
         "group": np.repeat(np.arange(len(queries)), [len(ps) for ps in product_ids]),
@@ -144,15 +142,7 @@ def write_teacher_scores(path: Path, key: dict[str, Any], queries: Sequence[str]
     })
     table = pa.Table.from_pandas(frame, preserve_index=False)
     table = table.replace_schema_metadata({**(table.schema.metadata or {}), _KEY: json.dumps(key).encode()})
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    try:
-        pq.write_table(table, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_parquet(path, table)
 
 
 def read_teacher_scores(path: Path, key: dict[str, Any]) -> list[np.ndarray] | None:
