@@ -45,7 +45,8 @@ HERE = Path(__file__).resolve().parent
 DATA = HERE.parent.parent / "shared" / "data" / "home-depot"
 
 
-def step_seconds(batch: int, mini: int | None, titles: list[str], queries: list[str], steps: int = 3) -> float:
+def step_seconds(batch: int, mini: int | None, titles: list[str], queries: list[str], steps: int = 3,
+                 base_model: str | None = None) -> float:
     """Seconds of one stage-1 optimiser step at this batch (query, positive, negative columns of real
     text), after one warm-up step."""
     import torch
@@ -53,7 +54,8 @@ def step_seconds(batch: int, mini: int | None, titles: list[str], queries: list[
     from shopsearch.models.siamese import build_siamese_encoder
     from shopsearch.training.trainer import _loss
 
-    cfg = TrainConfig.model_validate({"stage1": {"batch_size": batch, "mini_batch_size": mini}})
+    cfg = TrainConfig.model_validate({"stage1": {"batch_size": batch, "mini_batch_size": mini},
+                                      "encoder": {"base_model": base_model}})
     model = build_siamese_encoder(cfg.encoder)
     model.train()
     loss_fn = _loss(cfg, "1", model)
@@ -82,6 +84,39 @@ def _bf16() -> bool:
     return use_bf16("auto", cuda=False)
 
 
+def train_stage1_for(budget_seconds: float, run: Path, train_set: Any, dev_set: Any, titles: list[str],
+                     batch: int = 64, mini: int | None = None, base_model: str | None = None) -> dict[str, Any]:
+    """Stage 1 of the default recipe for as many steps as fit ``budget_seconds`` at the measured step
+    time (so the learning-rate schedule ends with the budget), into ``run``; reused when ``run``
+    already holds a finished model. Returns the probe, the steps and seconds trained, the dev pool."""
+    if not (run / "manifest.json").is_file():
+        queries = train_set.queries.df["text"].astype(str).tolist()
+        per_step = step_seconds(batch, mini, titles, queries, base_model=base_model)
+        steps = max(1, int(budget_seconds / per_step))
+        print(f"{run.name}: {per_step:.2f} s/step -> {steps} steps")
+        cfg = TrainConfig.model_validate({"stage": "1", "max_steps": steps, "save_steps": max(steps // 2, 1),
+                                          "stage1": {"batch_size": batch, "mini_batch_size": mini},
+                                          "encoder": {"base_model": base_model}})
+        run.mkdir(parents=True, exist_ok=True)
+        (run / "probe.json").write_text(json.dumps({"seconds_per_step": per_step, "steps": steps}))
+        train(train_set, cfg, run, dev_set=dev_set)
+    stage = json.loads((run / "manifest.json").read_text())["stages"]["1"]
+    return {**json.loads((run / "probe.json").read_text()), "trained_steps": stage["steps"],
+            "train_seconds": stage["seconds"], "dev_pool": stage.get("dev_final")}
+
+
+def cached_vectors(encoder: SentenceEncoder, texts: list[str], cache: Path) -> tuple[np.ndarray, float | None]:
+    """The catalogue's vectors, encoded once and kept in ``cache``; the encoding seconds when this
+    call encoded them (None when they came from the cache)."""
+    if cache.is_file():
+        return np.load(cache), None
+    started = time.perf_counter()
+    vectors = encoder.encode(texts, show_progress=True)
+    seconds = time.perf_counter() - started
+    np.save(cache, vectors)
+    return vectors, seconds
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", type=Path, default=DATA)
@@ -98,32 +133,16 @@ def main() -> None:
     texts = ProductTextRenderer(fields=("title",)).render(dev_set.catalog)
     ids = dev_set.catalog.ids
     bm25 = BM25Retriever(ids, texts)
-    queries = train_set.queries.df["text"].astype(str).tolist()
-
     runs: dict[str, dict[str, Any]] = {}
     systems: dict[str, Any] = {"bm25": bm25}
     for batch in args.batches:
         mini = args.mini_batch_size if batch > args.mini_batch_size else None
         name = f"batch{batch}"
         run = args.work / name
-        if not (run / "manifest.json").is_file():
-            per_step = step_seconds(batch, mini, texts, queries)
-            steps = max(1, int(args.budget_seconds / per_step))
-            print(f"{name}: {per_step:.2f} s/step -> {steps} steps")
-            cfg = TrainConfig.model_validate({"stage": "1", "max_steps": steps, "save_steps": max(steps // 2, 1),
-                                              "stage1": {"batch_size": batch, "mini_batch_size": mini}})
-            run.mkdir(parents=True, exist_ok=True)
-            (run / "probe.json").write_text(json.dumps({"seconds_per_step": per_step, "steps": steps}))
-            train(train_set, cfg, run, dev_set=dev_set)
-        manifest = json.loads((run / "manifest.json").read_text())
-        stage = manifest["stages"]["1"]
-        runs[name] = {"batch_size": batch, "mini_batch_size": mini, **json.loads((run / "probe.json").read_text()),
-                      "trained_steps": stage["steps"], "train_seconds": stage["seconds"],
-                      "dev_pool": stage.get("dev_final")}
+        runs[name] = {"batch_size": batch, "mini_batch_size": mini,
+                      **train_stage1_for(args.budget_seconds, run, train_set, dev_set, texts, batch, mini)}
         encoder = SentenceEncoder(str(run / "model"))
-        cache = run / "dev_product_vectors.npy"
-        vectors = np.load(cache) if cache.is_file() else encoder.encode(texts, show_progress=True)
-        np.save(cache, vectors)
+        vectors, _ = cached_vectors(encoder, texts, run / "dev_product_vectors.npy")
         dense = DenseRetriever(encoder, ids, vectors)
         systems[name] = dense
         systems[f"{name}+bm25"] = HybridRetriever([bm25, dense])

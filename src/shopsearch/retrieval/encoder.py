@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from shopsearch.data.errors import ShopsearchError
+from shopsearch.retrieval.shipped_models import SHIPPED_MODELS, shipped_model_path
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 # Spellings that mean "the bundled model"; compared case-insensitively.
@@ -45,12 +46,16 @@ def default_model_path() -> Path:
 def resolve_model(model: str | Path | None) -> tuple[str, Path]:
     """Map a user's model choice to ``(model_id, local directory)``.
 
-    ``None`` or a spelling of all-MiniLM-L6-v2 gives the bundled model; an existing directory gives
-    itself (its id is the bundled name when it *is* the bundled directory, else its absolute path).
-    Anything else is an error: we never reach for a model hub.
+    ``None`` or a spelling of all-MiniLM-L6-v2 gives the bundled model; the name of another model
+    shipped in registry packages (``retrieval.shipped_models``: all-mpnet-base-v2) gives its unpacked
+    directory; an existing directory gives itself (its id is the bundled name when it *is* the
+    bundled directory, else its absolute path). Anything else is an error: we never reach for a
+    model hub.
     """
     if model is None or (isinstance(model, str) and model.strip().lower() in _DEFAULT_ALIASES):
         return DEFAULT_MODEL, default_model_path()
+    if isinstance(model, str) and (shipped := shipped_model_path(model)) is not None:
+        return SHIPPED_MODELS[model.strip().lower()].name, shipped
     path = Path(model).expanduser()
     if path.is_dir():
         path = path.resolve()
@@ -63,7 +68,8 @@ def resolve_model(model: str | Path | None) -> tuple[str, Path]:
     if path.exists():
         raise ShopsearchError(f"model {str(model)!r} is a file; pass a sentence-transformers model directory")
     raise ShopsearchError(
-        f"model {str(model)!r} is neither a local directory nor the bundled {DEFAULT_MODEL!r}; shopsearch works "
+        f"model {str(model)!r} is neither a local directory nor a shipped model ({DEFAULT_MODEL!r}, "
+        f"{sorted({m.name for m in SHIPPED_MODELS.values()})}); shopsearch works "
         "offline and does not download models: export the model to a directory and pass its path"
     )
 
