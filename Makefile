@@ -12,7 +12,7 @@ export TOKENIZERS_PARALLELISM := false
 
 LOCK   := constraints.txt
 
-.PHONY: install demo test test-all lint bench doctor llama-cpp lock lock-check clean
+.PHONY: install demo test test-all lint bench doctor docs llama-cpp lock lock-check clean
 
 install: $(STAMP)
 
@@ -26,6 +26,11 @@ $(STAMP): pyproject.toml $(LOCK) tools/install_llama.py
 	$(PY) tools/install_llama.py --constraints $(LOCK)
 	$(PIP) install -c $(LOCK) -e ".[dev,llm]"
 	touch $(STAMP)
+
+# The docs site into site/ (mkdocs, strict: a broken link or reference fails the build).
+docs: install
+	$(PIP) install -q -c $(LOCK) -e ".[docs]"
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
 
 # Rebuild llama-cpp-python in place (SHOPSEARCH_LLAMA_CMAKE_ARGS=... for flags of your own).
 llama-cpp: install

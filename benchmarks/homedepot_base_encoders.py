@@ -127,7 +127,7 @@ def main() -> None:
         test["p_holm"] = float(p)
     result = {
         "benchmark": "homedepot_base_encoders", "date": dt.date.today().isoformat(),
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "cpu": cpu_info()},
+        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "cpu": cpu_info().to_dict()},
         "command": "python benchmarks/homedepot_base_encoders.py --models " + " ".join(args.models)
                    + (" --no-fine-tune" if args.no_fine_tune else f" --budget-seconds {args.budget_seconds:g}"),
         "protocol": full["protocol"], "budget_seconds": None if args.no_fine_tune else args.budget_seconds,

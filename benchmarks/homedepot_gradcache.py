@@ -172,7 +172,7 @@ def main() -> None:
             v["p_holm"] = float(next(adjusted))
     result = {
         "benchmark": "homedepot_gradcache", "date": dt.date.today().isoformat(),
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "cpu": cpu_info()},
+        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "cpu": cpu_info().to_dict()},
         "command": f"python benchmarks/homedepot_gradcache.py --budget-seconds {args.budget_seconds:g} --batches "
                    + " ".join(map(str, args.batches)) + f" --mini-batch-size {args.mini_batch_size}",
         "protocol": full["protocol"], "budget_seconds": args.budget_seconds,
